@@ -7,11 +7,30 @@
 // and the model exist; peak = the process's
 // high-water mark after `steps` steps (model, optimizer state, activations,
 // gradients, augmentation buffers, allocator cache). MB = 10^6 bytes.
+import * as fs from 'fs';
 import { prepare } from './encsec_rows';
 import type { RowSpec } from './suite';
 
 function mb(bytes: number): number {
   return bytes / 1e6;
+}
+
+/**
+ * Peak resident memory of this process, in bytes. On Linux it is VmHWM, the
+ * high-water mark of this address space. getrusage's maxRSS is not used there:
+ * Linux carries it across fork + exec, so a probe spawned by a large harness
+ * reports the harness's footprint (the first full run read 1983 MB for a step
+ * whose own peak was 752 MB).
+ */
+export function peakRssBytes(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux: fall back to getrusage
+  }
+  // maxRSS is in kilobytes (KiB) on every platform Node supports.
+  return process.resourceUsage().maxRSS * 1024;
 }
 
 export function probe(arch: string, batch: number, steps: number): { baselineMB: number; peakMB: number; afterMB: number } {
@@ -29,8 +48,7 @@ export function probe(arch: string, batch: number, steps: number): { baselineMB:
   const w = prepare(row);
   for (let i = 0; i < steps; i++) w.run();
   const afterMB = mb(process.memoryUsage().rss);
-  // maxRSS is in kilobytes (KiB) on every platform Node supports.
-  const peakMB = mb(process.resourceUsage().maxRSS * 1024);
+  const peakMB = mb(peakRssBytes());
   w.dispose();
   return { baselineMB, peakMB, afterMB };
 }
