@@ -75,6 +75,8 @@ export interface RunMeta {
   cuda: string;
   quick: boolean;
   filter: string | null;
+  /** Rows re-measured later by `--update` runs, oldest first. */
+  updates?: { date: string; command: string; rows: string[] }[];
 }
 
 export interface RunResults {

@@ -55,6 +55,10 @@ Options:
   --out FILE         results JSON (default benchmarks/results/<date>-<host>.json;
                      build-bench/bench-quick.json or bench-partial.json for a
                      --quick or --filter run)
+  --update FILE      merge this run's rows into the complete results FILE (a
+                     benchmarks/results/*.json), keeping its other rows and
+                     its machine facts, and rewrite BENCHMARKS.md from it; the
+                     report lists the re-measured rows with date and command
   --report FILE      markdown report (default BENCHMARKS.md for a complete run;
                      none for --quick or --filter runs unless given)
   --list             print the row ids and exit
@@ -73,6 +77,8 @@ export interface BenchOptions {
   cuda: boolean;
   out?: string;
   report?: string;
+  /** Complete results file to merge this run into (--update). */
+  update?: string;
   list: boolean;
   help: boolean;
 }
@@ -124,6 +130,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--report':
         o.report = take();
+        break;
+      case '--update':
+        o.update = take();
         break;
       case '--quick':
         o.quick = true;
@@ -330,6 +339,8 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
     return null;
   }
   if (specs.length === 0) throw new RangeError(`--filter ${o.filterText} matches no row (see --list)`);
+  // Read the file to update first: a bad one fails before minutes of measuring.
+  const updateBase = o.update ? readResults(path.resolve(o.update)) : null;
 
   const started = new Date();
   const nfo = info();
@@ -490,14 +501,18 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
     quick: o.quick,
     filter: o.filterText,
   };
-  const results: RunResults = { meta, rows, targets: evaluateTargets(rows, meta) };
+  let results: RunResults = { meta, rows, targets: evaluateTargets(rows, meta) };
+  if (updateBase) {
+    results = mergeInto(updateBase, results);
+    log(`[update] ${rows.length} row(s) merged into ${o.update}`);
+  }
 
   // Partial runs must not overwrite a complete run's files.
-  const complete = !o.quick && !o.filter;
+  const complete = (!o.quick && !o.filter) || !!o.update;
   const defaultOut = complete
     ? path.join(root, 'benchmarks', 'results', `${date}-${host}.json`)
     : path.join(root, 'build-bench', o.quick ? 'bench-quick.json' : 'bench-partial.json');
-  const out = path.resolve(o.out ?? defaultOut);
+  const out = path.resolve(o.out ?? o.update ?? defaultOut);
   writeFileAtomic(out, `${JSON.stringify(results, null, 1)}\n`);
   const report = o.report ? path.resolve(o.report) : complete ? path.join(root, 'BENCHMARKS.md') : null;
   if (report) writeFileAtomic(report, renderMarkdown(results));
@@ -512,6 +527,37 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
   log(`results: ${shown(out)}`);
   log(report ? `report:  ${shown(report)}` : 'report:  not written (a --quick or --filter run is partial; pass --report FILE to write one)');
   return results;
+}
+
+function readResults(file: string): RunResults {
+  let r: RunResults;
+  try {
+    r = JSON.parse(fs.readFileSync(file, 'utf8')) as RunResults;
+  } catch (e) {
+    throw new Error(`--update ${file}: cannot read it as results JSON: ${(e as Error).message}`);
+  }
+  if (!r || !r.meta || !Array.isArray(r.rows)) throw new Error(`--update ${file}: not a benchmarks results file (no meta/rows)`);
+  if (r.meta.quick || r.meta.filter) throw new Error(`--update ${file}: a partial (--quick or --filter) run; update a complete run's file`);
+  return r;
+}
+
+/**
+ * A complete run with some rows re-measured: `fresh` rows replace the rows of
+ * `base` with the same id; the machine facts stay base's, and the update is
+ * recorded so the report can say which rows are newer.
+ */
+export function mergeInto(base: RunResults, fresh: RunResults): RunResults {
+  if (fresh.meta.quick) throw new Error('--update: a --quick run cannot update a complete run (different shapes)');
+  const byId = new Map(fresh.rows.map((r) => [r.id, r]));
+  const unknown = fresh.rows.filter((r) => !base.rows.some((b) => b.id === r.id)).map((r) => r.id);
+  if (unknown.length) throw new Error(`--update: row(s) ${unknown.join(', ')} are not in the base results`);
+  const rows = base.rows.map((r) => byId.get(r.id) ?? r);
+  const meta: RunMeta = {
+    ...base.meta,
+    warnings: [...base.meta.warnings, ...fresh.meta.warnings.map((w) => `(${fresh.meta.date.slice(0, 10)} update) ${w}`)],
+    updates: [...(base.meta.updates ?? []), { date: fresh.meta.date, command: fresh.meta.command, rows: fresh.rows.map((r) => r.id) }],
+  };
+  return { meta, rows, targets: evaluateTargets(rows, meta) };
 }
 
 /** The console summary: one line per row, then the targets. */

@@ -8,7 +8,8 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main, parseArgs } from '../../benchmarks/run';
+import { main, mergeInto, parseArgs } from '../../benchmarks/run';
+import { peakRssBytes } from '../../benchmarks/rss_probe';
 import { evaluateTargets, isMeasured, isMemory, type Measured, type RowResult, type RunMeta, type RunResults } from '../../benchmarks/results';
 import { renderMarkdown } from '../../benchmarks/report';
 import { buildSuite, FULL_SIZES } from '../../benchmarks/suite';
@@ -208,4 +209,47 @@ t.test('targets are judged from the figures', async (t) => {
   t.match(md, /\| Encoder inference, cnn-small, batch 256 \(images\/s\) .*\| \*\*no\*\* \|/);
   t.match(md, /\| `conv2d\.bwd\.resnet18\.layer3` \| .* \| 70\.0% \|/);
   t.match(md, /\| `memory\.rss\.cnn-small-step` \| .* \| 900 \(baseline 50\) \| 1200 \(baseline 240\) \| 0\.75× \|/);
+
+  // --update: one re-measured row replaces its namesake, the rest and the
+  // machine facts stay, the targets are judged again and the report says so.
+  const base: RunResults = {
+    meta: { ...meta, date: '2000-01-01T00:00:00.000Z', command: 'npm run bench', warnings: [], filter: null } as RunMeta,
+    rows,
+    targets,
+  };
+  const memRow = rows.find((r) => r.group === 'memory')!;
+  const fresh: RunResults = {
+    meta: { quick: false, filter: 'memory', date: '2000-01-02T00:00:00.000Z', command: 'npm run bench -- --filter memory', warnings: ['busy'] } as unknown as RunMeta,
+    rows: [{ ...memRow, memory: { encsec: { baselineMB: 50, peakMB: 1600, afterMB: 800 } } }],
+    targets: [],
+  };
+  const merged = mergeInto(base, fresh);
+  t.equal(merged.rows.length, rows.length, 'no row added or lost');
+  t.equal(merged.rows.find((r) => r.group === 'memory')!.memory!.encsec, fresh.rows[0].memory!.encsec, 'the re-measured row replaces the old one');
+  t.equal(merged.rows.find((r) => r.id === 'e2e.inference.cnn-small'), rows.find((r) => r.id === 'e2e.inference.cnn-small'), 'other rows are kept');
+  t.same(merged.targets.map((x) => x.met), [true, false, true, false, true, false], 'targets judged again: 1600 MB misses the memory target');
+  t.same(merged.meta.updates, [{ date: '2000-01-02T00:00:00.000Z', command: 'npm run bench -- --filter memory', rows: ['memory.rss.cnn-small-step'] }]);
+  t.same(merged.meta.warnings, ['(2000-01-02 update) busy']);
+  t.equal(merged.meta.peak, meta.peak, "the base run's machine facts stay");
+  t.throws(() => mergeInto(base, { ...fresh, rows: [{ ...memRow, id: 'no.such.row' }] }), /no\.such\.row are not in the base results/);
+  t.throws(() => mergeInto(base, { ...fresh, meta: { ...fresh.meta, quick: true } }), /--quick run cannot update/);
+});
+
+t.test('--update refuses a partial base file', async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'encsec-bench-'));
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const partial = path.join(tmp, 'partial.json');
+  fs.writeFileSync(partial, JSON.stringify({ meta: { quick: false, filter: 'conv' }, rows: [] }));
+  await t.rejects(main(['--filter', '^ntxent.n256.d128$', '--no-native', '--no-peer', '--repeats', '1', '--warmup', '0', '--update', partial], () => {}), /a partial \(--quick or --filter\) run/);
+  const garbage = path.join(tmp, 'garbage.json');
+  fs.writeFileSync(garbage, '{"meta"');
+  await t.rejects(main(['--filter', '^ntxent.n256.d128$', '--no-native', '--no-peer', '--repeats', '1', '--warmup', '0', '--update', garbage], () => {}), /cannot read it as results JSON/);
+});
+
+t.test('peak RSS is this process\'s high-water mark', async (t) => {
+  const before = peakRssBytes();
+  t.ok(before >= process.memoryUsage().rss * 0.5, `VmHWM ${before} is of the order of the current RSS ${process.memoryUsage().rss}`);
+  const big = Buffer.alloc(64 * 2 ** 20, 1); // touched: 64 MiB resident
+  t.ok(peakRssBytes() >= big.length, 'the high-water mark covers a 64 MiB buffer');
+  t.ok(peakRssBytes() >= before, 'it never decreases');
 });
