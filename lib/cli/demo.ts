@@ -13,7 +13,7 @@ import { pretrainSimclr } from '../ssl/simclr';
 import { saveEncoder } from '../io/checkpoint';
 import { STEAL_METHODS } from '../attacks/losses';
 import { runStealGrid } from '../attacks/grid';
-import { stealResultsMarkdown, sortedCells } from '../report/steal';
+import { cellSummary, stealResultsMarkdown, sortedCells } from '../report/steal';
 import { info } from '../core/backend';
 import { native } from '../core/native';
 
@@ -92,15 +92,7 @@ export const demoCommand: Command = {
         quick,
         settings: s,
         targetAccuracy: grid.results.target.accuracy,
-        cells: sortedCells(grid.results).map((c) => ({
-          method: c.method,
-          budget: c.budget,
-          queriesSpent: c.queriesSpent,
-          stolenAccuracy: c.stolenAccuracy,
-          agreement: c.agreement,
-          meanCosine: c.meanCosine,
-          wallSeconds: c.wallSeconds,
-        })),
+        cells: sortedCells(grid.results).map(cellSummary),
         files: [targetFile, ...grid.files],
         pretrainSeconds,
         wallSeconds: (Date.now() - t0) / 1000,

@@ -14,7 +14,7 @@ import { STEAL_METHODS } from '../attacks/losses';
 import { runStealGrid } from '../attacks/grid';
 import { calibrateDefense, CALIBRATION_IMAGES } from '../defenses/calibrate';
 import { canonicalDefenses, runDefenseGrid } from '../defenses/grid';
-import { stealResultsMarkdown, sortedCells } from '../report/steal';
+import { cellSummary, stealResultsMarkdown, sortedCells } from '../report/steal';
 import { defendResultsMarkdown, defenseOrder, strongestCell } from '../report/defend';
 import { info } from '../core/backend';
 
@@ -91,15 +91,7 @@ const stealExperiment: SubCommand = {
         ran: grid.ran,
         skipped: grid.skipped,
         targetAccuracy: grid.results.target.accuracy,
-        cells: sortedCells(grid.results).map((c) => ({
-          method: c.method,
-          budget: c.budget,
-          queriesSpent: c.queriesSpent,
-          stolenAccuracy: c.stolenAccuracy,
-          agreement: c.agreement,
-          meanCosine: c.meanCosine,
-          wallSeconds: c.wallSeconds,
-        })),
+        cells: sortedCells(grid.results).map(cellSummary),
         files: grid.files,
         wallSeconds: (Date.now() - t0) / 1000,
         backend: info().backend,
@@ -194,17 +186,7 @@ const defendExperiment: SubCommand = {
             worstAgreement: Object.fromEntries(r.config.budgets.map((b) => [b, strongestCell(r, d, b)?.agreement ?? null])),
           };
         }),
-        cells: r.cells.map((c) => ({
-          defense: c.defense,
-          method: c.method,
-          budget: c.budget,
-          queriesSpent: c.queriesSpent,
-          stolenAccuracy: c.stolenAccuracy,
-          agreement: c.agreement,
-          meanCosine: c.meanCosine,
-          attackerStats: c.attackerStats,
-          wallSeconds: c.wallSeconds,
-        })),
+        cells: r.cells.map((c) => ({ defense: c.defense, ...cellSummary(c), attackerStats: c.attackerStats })),
         files: grid.files,
         wallSeconds: (Date.now() - t0) / 1000,
         backend: info().backend,

@@ -32,39 +32,17 @@ import { EncoderService } from '../service/service';
 import { defenseSpec, parseDefense, type Defense } from '../service/defense';
 import { silentProgress, type ProgressSink } from '../report/progress';
 import { DEFEND_RESULTS_KIND, UNDEFENDED, readDefendResults, writeDefendReport, type DefendCellResult, type DefendResults, type DefenseUtility } from '../report/defend';
-import { STEAL_METHODS, type StealMethod } from '../attacks/losses';
-import { resolveStealConfig, stealEncoder, type StealConfig } from '../attacks/steal';
+import type { StealMethod } from '../attacks/losses';
+import { stealEncoder, type StealConfig } from '../attacks/steal';
+import { ATTACK_SETTING_KEYS, attackCell, checkGridAttacks, checkResumable, type GridOptions } from '../attacks/grid';
 import { saveSurrogate } from '../attacks/surrogate';
 import { CALIBRATION_IMAGES, calibrateDefense } from './calibrate';
 
-export interface DefenseGridOptions {
-  /** The victim. */
-  target: Encoder;
-  targetFile?: string;
-  targetSha256?: string;
-  /** The attackers' images. */
-  queryData: Dataset;
-  queryDataName: string;
-  /** Evaluation tasks (the honest clients' tasks too); the first is the in-distribution one. */
-  tasks: readonly TaskData[];
-  /** Defense SPECs (parseDefense); "none" is added first if missing. */
+export interface DefenseGridOptions extends GridOptions {
+  /** Defense SPECs (parseDefense); "none" is added first if missing. The tasks are the honest clients' too. */
   defenses: readonly string[];
-  methods: readonly StealMethod[];
-  budgets: readonly number[];
-  /** Training settings shared by every attack. */
-  steal?: Partial<Omit<StealConfig, 'method' | 'budget' | 'clientId'>>;
-  /** Evaluation images per split (recorded; the tasks must already be cut to it). */
-  limit?: number;
-  probeEpochs?: number;
   /** Images of the first task's TRAIN split a defense that needs it is calibrated on (default 2000). */
   calibrationImages?: number;
-  outDir: string;
-  /** Ignore (overwrite) an existing results file instead of resuming it. */
-  fresh?: boolean;
-  /** Write each stolen encoder to outDir (default false). */
-  saveSurrogates?: boolean;
-  progress?: ProgressSink;
-  log?: (line: string) => void;
   /** Called after each utility measurement / attack is finished and written. */
   onUtility?: (u: DefenseUtility) => void;
   onCell?: (cell: DefendCellResult) => void;
@@ -80,7 +58,7 @@ export interface DefenseGridResult {
 }
 
 /** The settings a restart must share with the results file (defenses, methods and budgets excluded). */
-const FIXED_KEYS = ['targetFile', 'targetSha256', 'targetArch', 'queryData', 'epochs', 'batchSize', 'lr', 'arch', 'seed', 'lambda', 'k', 'tau', 'selection', 'limit', 'probeEpochs', 'tasks', 'calibrationImages'] as const;
+const FIXED_KEYS = [...ATTACK_SETTING_KEYS, 'limit', 'probeEpochs', 'tasks', 'calibrationImages'] as const;
 
 /** Canonical SPECs, "none" first, duplicates dropped; each SPEC is parsed (a bad one fails before any work). */
 export function canonicalDefenses(specs: readonly string[]): string[] {
@@ -149,36 +127,17 @@ export async function measureUtility(
 export async function runDefenseGrid(o: DefenseGridOptions): Promise<DefenseGridResult> {
   const log = o.log ?? (() => {});
   const progress = o.progress ?? silentProgress;
-  if (!Array.isArray(o.methods) || o.methods.length === 0) throw new TypeError('methods must be a non-empty array');
-  for (const m of o.methods) if (!(STEAL_METHODS as readonly string[]).includes(m)) throw new RangeError(`unknown method ${JSON.stringify(m)}: expected ${STEAL_METHODS.join(', ')}`);
-  if (!Array.isArray(o.budgets) || o.budgets.length === 0) throw new TypeError('budgets must be a non-empty array');
+  const settings = checkGridAttacks(o);
   if (!Array.isArray(o.defenses)) throw new TypeError('defenses must be an array of SPECs');
   if (!Array.isArray(o.tasks) || o.tasks.length === 0) throw new TypeError('tasks must be a non-empty array');
   const defenses = canonicalDefenses(o.defenses);
-  const base = resolveStealConfig({ ...o.steal, method: o.methods[0], budget: Math.max(...o.budgets) });
-  for (const b of o.budgets) resolveStealConfig({ ...o.steal, method: o.methods[0], budget: b });
-  const n = datasetSize(o.queryData);
-  const tooBig = o.budgets.filter((b) => b > n);
-  if (tooBig.length) throw new RangeError(`budget ${tooBig.join(', ')} is larger than the query set ${o.queryData.name} (${n} images)`);
   const budgets = [...new Set(o.budgets)].sort((a, b) => a - b);
   const calibrationImages = o.calibrationImages ?? CALIBRATION_IMAGES;
   const probeEpochs = o.probeEpochs ?? 100;
   const tasks = o.tasks.map((t) => t.name);
 
   const config: DefendResults['config'] = {
-    targetFile: o.targetFile ? path.resolve(o.targetFile) : null,
-    targetSha256: o.targetSha256 ?? null,
-    targetArch: o.target.config.arch,
-    queryData: o.queryDataName,
-    epochs: base.epochs,
-    batchSize: base.batchSize,
-    lr: base.lr,
-    arch: base.arch,
-    seed: base.seed,
-    lambda: base.lambda,
-    k: base.k,
-    tau: base.tau,
-    selection: base.selection,
+    ...settings,
     limit: o.limit ?? null,
     probeEpochs,
     tasks,
@@ -192,14 +151,7 @@ export async function runDefenseGrid(o: DefenseGridOptions): Promise<DefenseGrid
   const previous = o.fresh ? null : readDefendResults(file);
   let results: DefendResults;
   if (previous) {
-    for (const k of FIXED_KEYS) {
-      if (JSON.stringify(previous.config[k] ?? null) !== JSON.stringify(config[k] ?? null)) {
-        throw new Error(
-          `${file} was made with ${k}=${JSON.stringify(previous.config[k] ?? null)}, this run has ${JSON.stringify(config[k] ?? null)}: ` +
-            'use the same settings to resume, or another --out-dir',
-        );
-      }
-    }
+    checkResumable(file, previous.config, config, FIXED_KEYS);
     results = previous;
     results.config.defenses = [...new Set([...previous.config.defenses, ...defenses])];
     results.config.methods = [...new Set([...previous.config.methods, ...config.methods])];
@@ -260,7 +212,7 @@ export async function runDefenseGrid(o: DefenseGridOptions): Promise<DefenseGrid
         const { defense } = freshDefense(spec, o.target, o.tasks[0].train, calibrationImages);
         const clientId = `${method}@${budget}`;
         const service = new EncoderService(o.target, { defaultBudget: 0, budgets: { [clientId]: budget }, defense });
-        log(`${spec} / ${method} @ ${budget}: stealing (${base.epochs} epochs)`);
+        log(`${spec} / ${method} @ ${budget}: stealing (${settings.epochs} epochs)`);
         const res = await stealEncoder(service, o.queryData, { ...o.steal, method, budget, clientId, progress });
         try {
           log(`${spec} / ${method} @ ${budget}: evaluating`);
@@ -270,27 +222,7 @@ export async function runDefenseGrid(o: DefenseGridOptions): Promise<DefenseGrid
             fileName = `stolen-${spec.replace(/[^A-Za-z0-9.=-]+/g, '_')}-${method}-${budget}.safetensors`;
             saveSurrogate(path.join(o.outDir, fileName), res.surrogate, { attack: { ...res.config }, defense: spec, queriesSpent: res.queriesSpent, queryData: o.queryDataName, target: config.targetFile, history: res.history });
           }
-          const last = res.history[res.history.length - 1];
-          const cell: DefendCellResult = {
-            defense: spec,
-            method,
-            budget,
-            queriesSpent: res.queriesSpent,
-            stolenAccuracy: fid.stolenAccuracy,
-            agreement: fid.agreement,
-            meanCosine: fid.meanCosine,
-            tasks: Object.fromEntries(
-              Object.entries(fid.tasks).map(([k, v]) => [k, { agreement: v.agreement, meanCosine: v.meanCosine, stolenAccuracy: v.stolenAccuracy, targetAccuracy: v.targetAccuracy }]),
-            ),
-            attackerStats: service.clientStats(clientId),
-            finalLoss: last ? last.loss : null,
-            querySeconds: res.querySeconds,
-            trainSeconds: res.trainSeconds,
-            wallSeconds: res.wallSeconds,
-            evalSeconds: fid.evalSeconds,
-            file: fileName,
-            history: res.history,
-          };
+          const cell: DefendCellResult = { defense: spec, ...attackCell(method, budget, res, fid, fileName), attackerStats: service.clientStats(clientId) };
           results.cells.push(cell);
           write();
           ran++;

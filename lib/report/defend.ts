@@ -7,9 +7,8 @@
 // service as a star), chart-<task>.svg (the same
 // against the honest accuracy on each further task, e.g. MNIST) and
 // chart-accuracy.svg (y: the stolen encoder's probe accuracy instead).
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../io/atomic';
+import { readResultsFile, writeReportFolder } from './folder';
 import { markdownTable, pct, fixed, int } from './table';
 import { MARKERS, PALETTE, renderLineChart, type ChartSeries } from './svg';
 import { taskTitle } from './steal';
@@ -256,30 +255,10 @@ export function defendCharts(r: DefendResults): Record<string, string> {
 
 /** Reads a results file; null when it does not exist. */
 export function readDefendResults(file: string): DefendResults | null {
-  if (!fs.existsSync(file)) return null;
-  let r: DefendResults;
-  try {
-    r = JSON.parse(fs.readFileSync(file, 'utf8')) as DefendResults;
-  } catch (e) {
-    throw new Error(`${file} is not valid JSON (${(e as Error).message}); move it away to start over`);
-  }
-  if (!r || r.kind !== DEFEND_RESULTS_KIND || !Array.isArray(r.cells) || !Array.isArray(r.utility) || !r.config || !Array.isArray(r.tasks)) {
-    throw new Error(`${file} is not an encsec defend-experiment results file`);
-  }
-  return r;
+  return readResultsFile<DefendResults>(file, 'defend-experiment', (r) => r.kind === DEFEND_RESULTS_KIND && Array.isArray(r.cells) && Array.isArray(r.utility) && !!r.config && Array.isArray(r.tasks));
 }
 
 /** Writes results.json first (atomically), then results.md and the charts. Returns the paths written. */
 export function writeDefendReport(dir: string, r: DefendResults): string[] {
-  fs.mkdirSync(dir, { recursive: true });
-  const files: string[] = [];
-  const put = (name: string, text: string) => {
-    const f = path.join(dir, name);
-    writeFileAtomic(f, text);
-    files.push(f);
-  };
-  put('results.json', JSON.stringify(r, null, 2) + '\n');
-  put('results.md', defendResultsMarkdown(r));
-  for (const [name, svg] of Object.entries(defendCharts(r))) put(name, svg);
-  return files;
+  return writeReportFolder(dir, r, defendResultsMarkdown(r), defendCharts(r));
 }

@@ -5,9 +5,8 @@
 // target's accuracy as a dashed reference line), chart-agreement.svg
 // (agreement of the two probes against the budget) and, when the results
 // have a second task, chart-<task>.svg (its accuracy, e.g. MNIST).
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../io/atomic';
+import { readResultsFile, writeReportFolder } from './folder';
 import { markdownTable, pct, fixed, int } from './table';
 import { MARKERS, PALETTE, renderLineChart, type ChartSeries } from './svg';
 
@@ -152,32 +151,25 @@ export function stealCharts(r: StealResults): Record<string, string> {
   return out;
 }
 
+/** The figures of one attack cell that a command's final JSON line reports. */
+export function cellSummary(c: Pick<StealCellResult, 'method' | 'budget' | 'queriesSpent' | 'stolenAccuracy' | 'agreement' | 'meanCosine' | 'wallSeconds'>) {
+  return {
+    method: c.method,
+    budget: c.budget,
+    queriesSpent: c.queriesSpent,
+    stolenAccuracy: c.stolenAccuracy,
+    agreement: c.agreement,
+    meanCosine: c.meanCosine,
+    wallSeconds: c.wallSeconds,
+  };
+}
+
 /** Reads a results file; null when it does not exist. */
 export function readStealResults(file: string): StealResults | null {
-  if (!fs.existsSync(file)) return null;
-  let r: StealResults;
-  try {
-    r = JSON.parse(fs.readFileSync(file, 'utf8')) as StealResults;
-  } catch (e) {
-    throw new Error(`${file} is not valid JSON (${(e as Error).message}); move it away to start over`);
-  }
-  if (!r || r.kind !== STEAL_RESULTS_KIND || !Array.isArray(r.cells) || !r.config || !Array.isArray(r.tasks)) {
-    throw new Error(`${file} is not an encsec steal-experiment results file`);
-  }
-  return r;
+  return readResultsFile<StealResults>(file, 'steal-experiment', (r) => r.kind === STEAL_RESULTS_KIND && Array.isArray(r.cells) && !!r.config && Array.isArray(r.tasks));
 }
 
 /** Writes results.json first (atomically), then results.md and the charts. Returns the paths written. */
 export function writeStealReport(dir: string, r: StealResults): string[] {
-  fs.mkdirSync(dir, { recursive: true });
-  const files: string[] = [];
-  const put = (name: string, text: string) => {
-    const f = path.join(dir, name);
-    writeFileAtomic(f, text);
-    files.push(f);
-  };
-  put('results.json', JSON.stringify(r, null, 2) + '\n');
-  put('results.md', stealResultsMarkdown(r));
-  for (const [name, svg] of Object.entries(stealCharts(r))) put(name, svg);
-  return files;
+  return writeReportFolder(dir, r, stealResultsMarkdown(r), stealCharts(r));
 }
