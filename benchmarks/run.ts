@@ -164,6 +164,20 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   return o;
 }
 
+/**
+ * CPUs in use (0 .. number of CPUs) over `ms` milliseconds while this process
+ * sleeps: what other work is running now. (The 1-minute load average is not
+ * used: it still reads above 1 minutes after a long job has ended.)
+ */
+export function cpuInUse(ms: number): number {
+  const total = () => os.cpus().reduce((a, c) => ({ busy: a.busy + c.times.user + c.times.nice + c.times.sys + c.times.irq, all: a.all + c.times.user + c.times.nice + c.times.sys + c.times.irq + c.times.idle }), { busy: 0, all: 0 });
+  const a = total();
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const b = total();
+  const all = b.all - a.all;
+  return all > 0 ? (os.cpus().length * (b.busy - a.busy)) / all : 0;
+}
+
 /** The package root: the nearest ancestor of this file with encsec's package.json. */
 export function repoRoot(): string {
   let dir = __dirname;
@@ -356,10 +370,10 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
     warnings.push(w);
     log(`WARNING: ${w}`);
   };
-  const load = os.loadavg()[0];
-  const busy = load > 0.5 * os.cpus().length;
+  const used = cpuInUse(1000);
+  const busy = used > 0.25 * os.cpus().length;
   if (busy) {
-    warn(`the machine is busy (1-minute load average ${load.toFixed(1)} on ${os.cpus().length} CPUs): timings are unreliable, multi-threaded PyTorch (OpenMP) especially`);
+    warn(`the machine is busy (other work used ${used.toFixed(2)} of ${os.cpus().length} CPUs over the second before the run): timings are unreliable, multi-threaded PyTorch (OpenMP) especially`);
   }
   if (addonTime(root) > 0 && addonTime(root) < newestNativeSource(root)) {
     warn('the addon (build/Release/encsec.node) is older than the native sources: the encsec rows measure the old build (rebuild: npm run build:native)');

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main, mergeInto, parseArgs } from '../../benchmarks/run';
+import { cpuInUse, main, mergeInto, parseArgs } from '../../benchmarks/run';
 import { peakRssBytes } from '../../benchmarks/rss_probe';
 import { evaluateTargets, isMeasured, isMemory, type Measured, type RowResult, type RunMeta, type RunResults } from '../../benchmarks/results';
 import { renderMarkdown } from '../../benchmarks/report';
@@ -252,4 +252,9 @@ t.test('peak RSS is this process\'s high-water mark', async (t) => {
   const big = Buffer.alloc(64 * 2 ** 20, 1); // touched: 64 MiB resident
   t.ok(peakRssBytes() >= big.length, 'the high-water mark covers a 64 MiB buffer');
   t.ok(peakRssBytes() >= before, 'it never decreases');
+});
+
+t.test('CPUs in use by other work', async (t) => {
+  const u = cpuInUse(200);
+  t.ok(u >= 0 && u <= os.cpus().length, `${u} is between 0 and the number of CPUs`);
 });
