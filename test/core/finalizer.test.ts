@@ -3,6 +3,8 @@
 import t from 'tap';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Tensor } from '../../lib/core/tensor';
 import { native } from '../../lib/core/native';
 
@@ -24,4 +26,28 @@ t.test('unreferenced tensors are finalized and their memory reused', async (t) =
   t.ok(freed >= 16 * MB, `finalizers returned ${(freed / MB).toFixed(1)} MB to the cache`);
   native.clearCache();
   t.equal(native.cacheBytes(), 0, 'clearCache empties it');
+});
+
+t.test('ENCSEC_HOST_CACHE_MB caps the cache: larger frees go back to the OS', async (t) => {
+  // The cap is read once per process, so the check runs in a child.
+  const addon = require.resolve('../../lib/core/native');
+  const script = `
+    const { native } = require(${JSON.stringify(addon)});
+    const { Tensor } = require(${JSON.stringify(require.resolve('../../lib/core/tensor'))});
+    native.clearCache();
+    Tensor.zeros([768 * 1024 / 4]).dispose();  // 0.75 MiB: fits the 1 MiB cap
+    const small = native.cacheBytes();
+    Tensor.zeros([512 * 1024 / 4]).dispose();  // 0.5 MiB more would exceed it
+    const after = native.cacheBytes();
+    process.stdout.write(JSON.stringify({ small, after }));
+  `;
+  const r = spawnSync(process.execPath, [...process.execArgv, '-e', script], {
+    env: { ...process.env, ENCSEC_HOST_CACHE_MB: '1' },
+    encoding: 'utf8',
+    cwd: path.join(__dirname, '..', '..'),
+  });
+  t.equal(r.status, 0, r.stderr);
+  const { small, after } = JSON.parse(r.stdout) as { small: number; after: number };
+  t.equal(small, 768 * 1024, 'a block under the cap is cached');
+  t.equal(after, 768 * 1024, 'a block that would pass the cap is freed, not cached');
 });
