@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { readResultsFile, writeReportFolder } from './folder';
 import { markdownTable, pct, fixed, int } from './table';
 import { MARKERS, PALETTE, renderLineChart, type ChartSeries } from './svg';
-import { taskTitle } from './steal';
+import { taskTitle, type StealCellResult } from './steal';
 
 export const DEFEND_RESULTS_KIND = 'encsec-defend-experiment';
 
@@ -30,27 +30,14 @@ export interface DefenseUtility {
   seconds: number;
 }
 
-/** One attack against the defended service. */
-export interface DefendCellResult {
+/**
+ * One attack against the defended service: a steal cell (agreement is with
+ * the undefended target's probe) plus the defense and what it knew about the
+ * attacker at the end of its queries.
+ */
+export interface DefendCellResult extends StealCellResult {
   defense: string;
-  method: string;
-  budget: number;
-  queriesSpent: number;
-  /** Task -> the stolen encoder's linear-probe TEST accuracy. */
-  stolenAccuracy: Record<string, number>;
-  /** With the (undefended) target's probe, on the first task's TEST split. */
-  agreement: number;
-  meanCosine: number | null;
-  tasks?: Record<string, { agreement: number; meanCosine: number | null; stolenAccuracy: number; targetAccuracy: number }>;
-  /** The defense's numbers about the attacker at the end of its queries. */
   attackerStats: Record<string, number>;
-  finalLoss: number | null;
-  querySeconds: number;
-  trainSeconds: number;
-  wallSeconds: number;
-  evalSeconds: number;
-  file?: string;
-  history?: { epoch: number; loss: number; seconds: number }[];
 }
 
 export interface DefendResults {
