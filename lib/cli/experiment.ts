@@ -10,8 +10,9 @@ import type { Command, CommandContext } from './commands';
 import { ParsedArgs, type ArgValue, type OptionSpecs } from './args';
 import { ATTACK_OPTIONS, applyDevice, defined, loadEvalTasks, loadQueryData, loadTarget, parseMethod, progressFrom, stealSettings } from './steal';
 import { joinDefenseList, listDefenses, parseDefense } from '../service/defense';
-import { STEAL_METHODS } from '../attacks/losses';
-import { runStealGrid } from '../attacks/grid';
+import { STEAL_METHODS, type StealMethod } from '../attacks/losses';
+import type { ProgressSink } from '../report/progress';
+import { runStealGrid, type GridOptions } from '../attacks/grid';
 import { calibrateDefense, CALIBRATION_IMAGES } from '../defenses/calibrate';
 import { canonicalDefenses, runDefenseGrid } from '../defenses/grid';
 import { cellSummary, stealResultsMarkdown, sortedCells } from '../report/steal';
@@ -33,6 +34,45 @@ function parseBudgets(list: string[]): number[] {
   return [...new Set(out)].sort((a, b) => a - b);
 }
 
+/** What both grids parse from the command line before anything is loaded (a bad value fails fast). */
+interface GridArgs {
+  methods: StealMethod[];
+  budgets: number[];
+  steal: GridOptions['steal'];
+  progress: ProgressSink;
+  outDir: string;
+}
+
+function gridArgs(args: ParsedArgs): GridArgs {
+  const methods = (args.list('methods') ?? []).map((m) => parseMethod(m, '--methods'));
+  if (methods.length === 0) throw new Error('--methods needs at least one method');
+  const budgets = parseBudgets(args.list('budgets') ?? []);
+  if (budgets.length === 0) throw new Error('--budgets needs at least one budget');
+  return { methods, budgets, steal: defined(stealSettings(args)), progress: progressFrom(args), outDir: path.resolve(args.string('out-dir')!) };
+}
+
+/** Loads the query data and evaluation tasks: the options both grids take. */
+async function gridOptions(args: ParsedArgs, ctx: CommandContext, target: ReturnType<typeof loadTarget>, parsed: GridArgs): Promise<GridOptions> {
+  const inC = target.encoder.config.inChannels;
+  const queryDataName = args.string('query-data') ?? 'fashion-mnist';
+  const queryData = await loadQueryData(queryDataName, inC);
+  const limit = args.number('limit');
+  const tasks = await loadEvalTasks(args.list('tasks') ?? ['fashion-mnist', 'mnist'], limit, inC);
+  return {
+    ...parsed,
+    target: target.encoder,
+    targetFile: target.file,
+    targetSha256: target.sha256,
+    queryData,
+    queryDataName,
+    tasks,
+    limit,
+    probeEpochs: args.number('probe-epochs'),
+    fresh: args.bool('fresh'),
+    log: ctx.log,
+  };
+}
+
 const stealExperiment: SubCommand = {
   summary: 'grid of stealing attacks (methods x budgets) against one target; resumable',
   options: {
@@ -44,47 +84,19 @@ const stealExperiment: SubCommand = {
     'no-save': { kind: 'boolean', help: 'do not write the stolen encoders' },
   },
   async run(args, ctx) {
-    const methods = (args.list('methods') ?? []).map((m) => parseMethod(m, '--methods'));
-    if (methods.length === 0) throw new Error('--methods needs at least one method');
-    const budgets = parseBudgets(args.list('budgets') ?? []);
-    if (budgets.length === 0) throw new Error('--budgets needs at least one budget');
+    const parsed = gridArgs(args);
     applyDevice(args);
     const defenseSpec = args.string('defense') ?? 'none';
     const defense = parseDefense(defenseSpec);
-    const settings = defined(stealSettings(args));
-    const progress = progressFrom(args);
-    const outDir = path.resolve(args.string('out-dir')!);
     const target = loadTarget(args.string('target'));
     const t0 = Date.now();
     try {
-      const inC = target.encoder.config.inChannels;
-      const queryName = args.string('query-data') ?? 'fashion-mnist';
-      const queryData = await loadQueryData(queryName, inC);
-      const limit = args.number('limit');
-      const tasks = await loadEvalTasks(args.list('tasks') ?? ['fashion-mnist', 'mnist'], limit, inC);
-      const calibrated = calibrateDefense(defense, target.encoder, tasks[0].train);
-      if (calibrated) ctx.log(`defense calibrated on ${calibrated} ${tasks[0].name} train images`);
-      const grid = await runStealGrid({
-        target: target.encoder,
-        targetFile: target.file,
-        targetSha256: target.sha256,
-        queryData,
-        queryDataName: queryName,
-        tasks,
-        methods,
-        budgets,
-        steal: settings,
-        defense,
-        defenseSpec,
-        limit,
-        probeEpochs: args.number('probe-epochs'),
-        outDir,
-        fresh: args.bool('fresh'),
-        saveSurrogates: !args.bool('no-save'),
-        progress,
-        log: ctx.log,
-      });
+      const common = await gridOptions(args, ctx, target, parsed);
+      const calibrated = calibrateDefense(defense, target.encoder, common.tasks[0].train);
+      if (calibrated) ctx.log(`defense calibrated on ${calibrated} ${common.tasks[0].name} train images`);
+      const grid = await runStealGrid({ ...common, defense, defenseSpec, saveSurrogates: !args.bool('no-save') });
       ctx.log(stealResultsMarkdown(grid.results));
+      const outDir = common.outDir;
       return {
         outDir,
         results: path.join(outDir, 'results.json'),
@@ -126,10 +138,7 @@ const defendExperiment: SubCommand = {
     save: { kind: 'boolean', help: 'also write the stolen encoders' },
   },
   async run(args, ctx) {
-    const methods = (args.list('methods') ?? []).map((m) => parseMethod(m, '--methods'));
-    if (methods.length === 0) throw new Error('--methods needs at least one method');
-    const budgets = parseBudgets(args.list('budgets') ?? []);
-    if (budgets.length === 0) throw new Error('--budgets needs at least one budget');
+    const parsed = gridArgs(args);
     let defenses: string[];
     try {
       defenses = canonicalDefenses(joinDefenseList(args.list('defenses') ?? []));
@@ -139,39 +148,14 @@ const defendExperiment: SubCommand = {
     const calibration = args.number('calibration');
     if (calibration !== undefined && calibration < 1) throw new Error(`--calibration must be a positive integer, got ${calibration}`);
     applyDevice(args);
-    const settings = defined(stealSettings(args));
-    const progress = progressFrom(args);
-    const outDir = path.resolve(args.string('out-dir')!);
     const target = loadTarget(args.string('target'));
     const t0 = Date.now();
     try {
-      const inC = target.encoder.config.inChannels;
-      const queryName = args.string('query-data') ?? 'fashion-mnist';
-      const queryData = await loadQueryData(queryName, inC);
-      const limit = args.number('limit');
-      const tasks = await loadEvalTasks(args.list('tasks') ?? ['fashion-mnist', 'mnist'], limit, inC);
-      const grid = await runDefenseGrid({
-        target: target.encoder,
-        targetFile: target.file,
-        targetSha256: target.sha256,
-        queryData,
-        queryDataName: queryName,
-        tasks,
-        defenses,
-        methods,
-        budgets,
-        steal: settings,
-        limit,
-        probeEpochs: args.number('probe-epochs'),
-        calibrationImages: calibration,
-        outDir,
-        fresh: args.bool('fresh'),
-        saveSurrogates: args.bool('save'),
-        progress,
-        log: ctx.log,
-      });
+      const common = await gridOptions(args, ctx, target, parsed);
+      const grid = await runDefenseGrid({ ...common, defenses, calibrationImages: calibration, saveSurrogates: args.bool('save') });
       ctx.log(defendResultsMarkdown(grid.results));
       const r = grid.results;
+      const outDir = common.outDir;
       return {
         outDir,
         results: path.join(outDir, 'results.json'),

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { readResultsFile, writeReportFolder } from './folder';
 import { markdownTable, pct, fixed, int } from './table';
 import { MARKERS, PALETTE, renderLineChart, type ChartSeries } from './svg';
-import { taskTitle, type StealCellResult } from './steal';
+import { cellFigureColumns, taskTitle, type StealCellResult } from './steal';
 
 export const DEFEND_RESULTS_KIND = 'encsec-defend-experiment';
 
@@ -145,12 +145,7 @@ export function defendResultsMarkdown(r: DefendResults): string {
     const cov = statOf(c.attackerStats, 'coverage');
     return [
       c.defense,
-      c.method,
-      int(c.budget),
-      int(c.queriesSpent),
-      ...r.tasks.map((t) => pct(c.stolenAccuracy[t])),
-      pct(c.agreement),
-      fixed(c.meanCosine),
+      ...cellFigureColumns(c, r.tasks),
       cov === undefined ? '–' : `${cov.toFixed(2)}%`,
       sigmaText(statOf(c.attackerStats, 'sigma')),
       fixed(c.wallSeconds, 1),

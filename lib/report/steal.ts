@@ -86,12 +86,7 @@ export function stealResultsMarkdown(r: StealResults): string {
   lines.push('');
   const headers = ['method', 'budget', 'queries', ...r.tasks.map((t) => `acc ${taskTitle(t)}`), 'agreement', 'mean cos', 'final loss', 'steal s', 'eval s'];
   const rows = sortedCells(r).map((c) => [
-    c.method,
-    int(c.budget),
-    int(c.queriesSpent),
-    ...r.tasks.map((t) => pct(c.stolenAccuracy[t])),
-    pct(c.agreement),
-    fixed(c.meanCosine),
+    ...cellFigureColumns(c, r.tasks),
     fixed(c.finalLoss, 4),
     fixed(c.wallSeconds, 1),
     fixed(c.evalSeconds, 1),
@@ -149,6 +144,11 @@ export function stealCharts(r: StealResults): Record<string, string> {
     references: [{ label: 'perfect copy (100%)', y: 1 }],
   });
   return out;
+}
+
+/** A cell's method, budget, queries, stolen accuracy per task, agreement and mean cosine, as table cells. */
+export function cellFigureColumns(c: StealCellResult, tasks: readonly string[]): string[] {
+  return [c.method, int(c.budget), int(c.queriesSpent), ...tasks.map((t) => pct(c.stolenAccuracy[t])), pct(c.agreement), fixed(c.meanCosine)];
 }
 
 /** The figures of one attack cell that a command's final JSON line reports. */
