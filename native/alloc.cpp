@@ -22,7 +22,8 @@ namespace {
 // quarter of physical memory, at least 1 GiB; ENCSEC_HOST_CACHE_MB overrides.
 size_t max_cached_bytes() {
   static const size_t cap = [] {
-    if (const char* e = std::getenv("ENCSEC_HOST_CACHE_MB")) {
+    // Digits only ("-5" would wrap around in strtoull); anything else keeps the default.
+    if (const char* e = std::getenv("ENCSEC_HOST_CACHE_MB"); e && *e >= '0' && *e <= '9') {
       char* end = nullptr;
       const unsigned long long mb = std::strtoull(e, &end, 10);
       if (end != e && *end == '\0') return static_cast<size_t>(mb) << 20;

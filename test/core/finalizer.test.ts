@@ -41,13 +41,18 @@ t.test('ENCSEC_HOST_CACHE_MB caps the cache: larger frees go back to the OS', as
     const after = native.cacheBytes();
     process.stdout.write(JSON.stringify({ small, after }));
   `;
-  const r = spawnSync(process.execPath, [...process.execArgv, '-e', script], {
-    env: { ...process.env, ENCSEC_HOST_CACHE_MB: '1' },
-    encoding: 'utf8',
-    cwd: path.join(__dirname, '..', '..'),
-  });
-  t.equal(r.status, 0, r.stderr);
-  const { small, after } = JSON.parse(r.stdout) as { small: number; after: number };
-  t.equal(small, 768 * 1024, 'a block under the cap is cached');
-  t.equal(after, 768 * 1024, 'a block that would pass the cap is freed, not cached');
+  const run = (cap: string) => {
+    const r = spawnSync(process.execPath, [...process.execArgv, '-e', script], {
+      env: { ...process.env, ENCSEC_HOST_CACHE_MB: cap },
+      encoding: 'utf8',
+      cwd: path.join(__dirname, '..', '..'),
+    });
+    t.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { small: number; after: number };
+  };
+  const capped = run('1');
+  t.equal(capped.small, 768 * 1024, 'a block under the cap is cached');
+  t.equal(capped.after, 768 * 1024, 'a block that would pass the cap is freed, not cached');
+  // A value that is not a number of MiB keeps the default cap (at least 1 GiB).
+  for (const bad of ['-5', 'lots', '']) t.equal(run(bad).after, 1280 * 1024, `ENCSEC_HOST_CACHE_MB=${JSON.stringify(bad)} is ignored`);
 });
