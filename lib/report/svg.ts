@@ -186,16 +186,24 @@ export function renderLineChart(spec: LineChartSpec): string {
     x0 = Math.log10(lo) - pad;
     x1 = Math.log10(hi) + pad;
   } else {
-    const lo = xs.length ? Math.min(...xs) : 0;
-    const hi = xs.length ? Math.max(...xs) : 1;
-    if (!spec.xTicks) xTicks = niceTicks(lo === hi ? lo - 1 : lo, lo === hi ? hi + 1 : hi, 6);
+    let lo = xs.length ? Math.min(...xs) : 0;
+    let hi = xs.length ? Math.max(...xs) : 1;
+    if (lo === hi) {
+      // One x value: widen around it (by 5 points on a percent axis, where ±1 would span -50%..150%).
+      const pad = xPercent ? 0.05 : 1;
+      lo -= pad;
+      hi += pad;
+    }
+    if (xPercent) {
+      // A percentage axis never shows values outside 0..100%.
+      lo = Math.max(0, Math.min(lo, 1));
+      hi = Math.min(1, Math.max(hi, 0));
+      if (!(hi > lo)) [lo, hi] = [0, 1];
+    }
+    if (!spec.xTicks) xTicks = niceTicks(lo, hi, 6).filter((v) => !xPercent || (v >= -1e-12 && v <= 1 + 1e-12));
     const span = Math.max(hi - lo, 1e-12);
     x0 = Math.min(lo - span * 0.05, ...xTicks);
     x1 = Math.max(hi + span * 0.05, ...xTicks);
-    if (lo === hi) {
-      x0 = lo - 1;
-      x1 = hi + 1;
-    }
   }
   const sx = (x: number) => m.left + ((logX ? Math.log10(x) : x) - x0) / (x1 - x0) * pw;
   const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 0.1;

@@ -156,6 +156,15 @@ t.test('line chart: well-formed SVG with one polyline per series, legend, refere
   const ln = checkXml(linear);
   t.equal(count(ln, 'polyline'), 1);
   t.notMatch(linear, /log scale/);
+  // A percent x axis with one point (a defend chart whose first cell is the
+  // undefended one) stays inside 0..100% and around the point.
+  const one = renderLineChart({ title: 'one', xLabel: 'x', yLabel: 'y', xFormat: 'percent', yFormat: 'percent', series: [{ name: 's', points: [[0.838, 0.945]] }] });
+  const xLabels = [...(one.match(/<g class="x-axis"[\s\S]*?<\/g>/)?.[0] ?? '').matchAll(/>(-?[\d.]+)%<\/text>/g)].map((mm) => Number(mm[1]));
+  t.ok(xLabels.length >= 2, `x ticks ${xLabels}`);
+  t.ok(xLabels.every((v) => v >= 75 && v <= 95), `x ticks around 83.8%, within 0..100%: ${xLabels}`);
+  const edge = renderLineChart({ title: 'edge', xLabel: 'x', yLabel: 'y', xFormat: 'percent', series: [{ name: 's', points: [[1, 0.5]] }] });
+  const edgeLabels = [...(edge.match(/<g class="x-axis"[\s\S]*?<\/g>/)?.[0] ?? '').matchAll(/>(-?[\d.]+)%<\/text>/g)].map((mm) => Number(mm[1]));
+  t.ok(edgeLabels.length >= 2 && Math.max(...edgeLabels) === 100, `a point at 100% keeps the axis at most 100%: ${edgeLabels}`);
   const empty = renderLineChart({ title: 'empty', xLabel: 'x', yLabel: 'y', series: [] });
   t.equal(count(checkXml(empty), 'polyline'), 0, 'no series: still a valid document');
   t.throws(() => checkXml('<svg><g></svg>'), /closes/, 'the checker catches a bad document');
