@@ -76,6 +76,31 @@ export function strongestCell(r: DefendResults, defense: string, budget: number,
   return best;
 }
 
+/**
+ * The settings that dominate `defense` at `budget` on the trade-off between
+ * the honest client's accuracy on `task` and the strongest attack's
+ * agreement: each gives at least the same utility and at most the same
+ * agreement, and is strictly better on one of them. Undefined when
+ * `defense` itself lacks the utility or the cells; settings lacking them are
+ * not compared.
+ */
+export function dominatedBy(r: DefendResults, defense: string, budget: number, task: string): string[] | undefined {
+  const point = (d: string): [number, number] | undefined => {
+    const u = r.utility.find((x) => x.defense === d)?.accuracy[task];
+    const c = strongestCell(r, d, budget);
+    return u === undefined || !c ? undefined : [u, c.agreement];
+  };
+  const p = point(defense);
+  if (!p) return undefined;
+  const out: string[] = [];
+  for (const d of defenseOrder(r)) {
+    if (d === defense) continue;
+    const q = point(d);
+    if (q && q[0] >= p[0] && q[1] <= p[1] && (q[0] > p[0] || q[1] < p[1])) out.push(d);
+  }
+  return out;
+}
+
 function describe(r: DefendResults): string {
   const c = r.config;
   const parts = [
@@ -152,6 +177,21 @@ export function defendResultsMarkdown(r: DefendResults): string {
     ];
   });
   lines.push(markdownTable(cHeaders, cRows, ['left', 'left', ...cHeaders.slice(2).map(() => 'right' as const)]));
+  lines.push('## Trade-off: dominated settings');
+  lines.push('');
+  lines.push('A setting is dominated when another gives the honest client at least the same accuracy on the task and the strongest attack at most the same agreement (one of them strictly).');
+  lines.push('');
+  const dHeaders = ['defense', ...budgets.flatMap((b) => r.tasks.map((t) => `@${int(b)}, ${taskTitle(t)} utility`))];
+  const dRows = defenseOrder(r).map((d) => [
+    d,
+    ...budgets.flatMap((b) =>
+      r.tasks.map((t) => {
+        const by = dominatedBy(r, d, b, t);
+        return by === undefined ? '–' : by.length ? `by ${by.join(', ')}` : 'not dominated';
+      }),
+    ),
+  ]);
+  lines.push(markdownTable(dHeaders, dRows, ['left', ...dHeaders.slice(1).map(() => 'left' as const)]));
   return lines.join('\n');
 }
 

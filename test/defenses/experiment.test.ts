@@ -10,7 +10,7 @@ import { parseArgs } from '../../lib/cli/args';
 import { commands, type CommandContext } from '../../lib/cli/commands';
 import { createEncoder } from '../../lib/nn/encoders';
 import { saveEncoder } from '../../lib/io/checkpoint';
-import { DEFEND_RESULTS_KIND, defendCharts, defendResultsMarkdown, readDefendResults, statOf, strongestCell, type DefendResults } from '../../lib/report/defend';
+import { DEFEND_RESULTS_KIND, defendCharts, dominatedBy, defendResultsMarkdown, readDefendResults, statOf, strongestCell, type DefendResults } from '../../lib/report/defend';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'encsec-defend-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -149,4 +149,20 @@ t.test('the defend report from hand-made results', async (t) => {
   t.match(svg, /defended, 12,000 queries/);
   t.match(svg, />80%</, 'percent tick labels on the x axis');
   t.notMatch(svg, /NaN|undefined/);
+
+  // Dominance at 12,000 on Fashion-MNIST utility (hand-computed from the
+  // fixture: utility none .80, noise .78, topk .70, b4b .79; strongest
+  // agreement none .78, noise .68, topk .58, b4b .48).
+  t.same(dominatedBy(r, 'b4b', 12000, 'fashion-mnist'), [], 'b4b: only none has more utility, and it leaks more');
+  t.same(dominatedBy(r, 'none', 12000, 'fashion-mnist'), [], 'the most useful setting is never dominated');
+  t.same(dominatedBy(r, 'noise:0.2', 12000, 'fashion-mnist'), ['b4b']);
+  t.same(dominatedBy(r, 'topk:8', 12000, 'fashion-mnist'), ['b4b']);
+  t.equal(dominatedBy(r, 'round:1', 12000, 'fashion-mnist'), undefined, 'no utility or cells: not judged');
+  t.equal(dominatedBy(r, 'b4b', 600, 'fashion-mnist'), undefined, 'no cells at that budget');
+  t.match(md, /\| noise:0\.2 +\| by b4b +\|/, 'the table names the dominating setting');
+  t.match(md, /\| b4b +\| not dominated +\| not dominated +\| not dominated +\| not dominated +\|/);
+  // Equal utility, lower agreement: still dominates; the reverse does not.
+  r.utility.find((u) => u.defense === 'topk:8')!.accuracy['fashion-mnist'] = 0.79;
+  t.same(dominatedBy(r, 'topk:8', 12000, 'fashion-mnist'), ['b4b']);
+  t.same(dominatedBy(r, 'b4b', 12000, 'fashion-mnist'), []);
 });
