@@ -170,6 +170,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterOptimOps(env, exports);
   RegisterInference(env, exports);
   RegisterDataOps(env, exports);
+  RegisterRowOps(env, exports);
   return exports;
 }
 

@@ -89,6 +89,8 @@ void throw_cuda_error(Napi::Env env, int err, const char* op);
 NativeTensor* ArgTensor(const Napi::CallbackInfo& info, size_t i, const char* name);
 NativeTensor* ArgTensorOrNull(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t min, int64_t max);
+// A tensor given as a value (an element of an array argument).
+NativeTensor* ValueTensor(Napi::Env env, Napi::Value v, const std::string& name);
 double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name);
 
@@ -147,6 +149,7 @@ void RegisterMathOps(Napi::Env env, Napi::Object exports);
 void RegisterOptimOps(Napi::Env env, Napi::Object exports);
 void RegisterInference(Napi::Env env, Napi::Object exports);
 void RegisterDataOps(Napi::Env env, Napi::Object exports);
+void RegisterRowOps(Napi::Env env, Napi::Object exports);
 
 }  // namespace encsec
 

@@ -239,6 +239,14 @@ NativeTensor* ArgTensorOrNull(const Napi::CallbackInfo& info, size_t i, const ch
   return t;
 }
 
+NativeTensor* ValueTensor(Napi::Env env, Napi::Value v, const std::string& name) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(env)->tensor_ctor.Value()))
+    ThrowType(env, name + " must be a tensor");
+  NativeTensor* t = NativeTensor::Unwrap(v.As<Napi::Object>());
+  if (t->disposed()) ThrowType(env, name + " has been disposed");
+  return t;
+}
+
 NativeTensor* ArgTensor(const Napi::CallbackInfo& info, size_t i, const char* name) {
   NativeTensor* t = ArgTensorOrNull(info, i, name);
   if (!t) ThrowType(info.Env(), std::string(name) + " must be a tensor");

@@ -104,6 +104,13 @@ export interface NativeBinding {
   randUniformInPlace(x: H, low: number, high: number, seed: number, offset: number): void;
   randNormalInPlace(x: H, mean: number, std: number, seed: number, offset: number): void;
 
+  gatherRows(x: H, indices: Int32Array): H;
+  gatherRowsBackward(dout: H, indices: Int32Array, rows: number): H;
+  concatRows(tensors: H[]): H;
+  sliceRows(x: H, start: number, end: number): H;
+  scaleRows(x: H, s: H): H;
+  lshCodes(proj: H, families: number, planes: number): H;
+
   runPlan(plan: PlanStep[], x: H, registers: number): H;
   runPlanAsync(plan: PlanStep[], x: H, registers: number): Promise<H>;
 

@@ -12,6 +12,9 @@
 
 #include <cstdint>
 
+#include "cpu/kernels.h"
+#include "cpu/naive.h"
+
 namespace encsec {
 
 // Layout of one image's augmentation record (floats; integers are exact in a
@@ -34,12 +37,16 @@ enum AugParam : int {
   AUG_PARAMS = 14
 };
 
-// out[b, c, h, w] = (images[indices[b], c, h, w] / 255 - mean) / std.
-// indices must be in [0, N). Parallel over the batch.
-void images_to_tensor(float* out, const uint8_t* images, const int32_t* indices, int B, int C, int H, int W,
-                      float mean, float std);
-
-// One augmented view per index, in this order (SimCLR's pipeline):
+// The kernels, declared from the op list (native/ops.def) in cpu/kernels.h,
+// with their naive twins (naive_augment.cpp: the same results, computed pixel
+// by pixel from the formulas below in double precision, serially):
+//
+// images_to_tensor(out, images, indices, B, C, H, W, mean, std):
+//   out[b, c, h, w] = (images[indices[b], c, h, w] / 255 - mean) / std.
+//   indices must be in [0, N). Parallel over the batch.
+//
+// augment_forward(out, images, indices, params, B, C, H, W, OH, OW, mean, std):
+// one augmented view per index, in this order (SimCLR's pipeline):
 //  1. crop the box (top, left, height, width) and resize it to OH x OW with
 //     bilinear interpolation, PyTorch's F.interpolate(mode='bilinear',
 //     align_corners=False) on the cropped image: source coordinate
@@ -57,14 +64,5 @@ void images_to_tensor(float* out, const uint8_t* images, const int32_t* indices,
 //  5. normalisation (v - mean) / std.
 // params: [B, AUG_PARAMS], validated by the caller (boxes inside the image,
 // order a permutation). Parallel over the batch; each image is independent.
-void augment_forward(float* out, const uint8_t* images, const int32_t* indices, const float* params, int B, int C,
-                     int H, int W, int OH, int OW, float mean, float std);
-
-// Naive twins (naive_augment.cpp): the same results, computed pixel by pixel
-// from the formulas above in double precision, serially.
-void images_to_tensor_naive(float* out, const uint8_t* images, const int32_t* indices, int B, int C, int H, int W,
-                            float mean, float std);
-void augment_forward_naive(float* out, const uint8_t* images, const int32_t* indices, const float* params, int B,
-                           int C, int H, int W, int OH, int OW, float mean, float std);
 
 }  // namespace encsec
