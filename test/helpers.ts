@@ -254,3 +254,16 @@ export function gradCheck(
     x.dispose();
   });
 }
+
+/** Asserts lo <= v <= hi for a finite number (NaN, Infinity and non-numbers fail). */
+export function assertInRange(t: TapLike, v: unknown, lo: number, hi: number, msg: string): void {
+  const ok = typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi;
+  t.ok(ok, `${msg}: ${String(v)} in [${lo}, ${hi}]`);
+}
+
+/** Asserts every value of a record is a finite number in [lo, hi], and that it has exactly `keys`. */
+export function assertRecordInRange(t: Pick<Test, 'ok' | 'same'>, r: unknown, keys: readonly string[], lo: number, hi: number, msg: string): void {
+  const rec = (r ?? {}) as Record<string, unknown>;
+  t.same(Object.keys(rec), [...keys], `${msg}: keys`);
+  for (const k of keys) assertInRange(t, rec[k], lo, hi, `${msg}.${k}`);
+}

@@ -19,3 +19,17 @@ export function setDevice(device: 'cpu' | 'cuda'): void {
 export function setThreads(n: number): void {
   native.setThreads(checkInt(n, 'threads', { min: 1, max: 256 }));
 }
+
+/**
+ * Hands the allocator's cached free blocks (host and device) back to the
+ * system. Useful between jobs whose tensor sizes differ (e.g. the cells of an
+ * experiment grid), whose cached blocks would not be reused.
+ */
+export function clearCache(): void {
+  native.clearCache();
+}
+
+/** Bytes held in the allocator's cache of freed blocks. */
+export function cacheBytes(): number {
+  return native.cacheBytes();
+}

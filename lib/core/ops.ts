@@ -13,14 +13,21 @@ import {
   checkSeed,
   checkTensor,
   checkObject,
+  checkBool,
+  checkOptions,
 } from './validate';
 
 const wrap = (h: NativeTensorHandle): Tensor => new Tensor(h);
 const wrapMaybe = (h: NativeTensorHandle | null): Tensor | null => (h ? new Tensor(h) : null);
 
-function optionsObject(opts: unknown, name: string): Record<string, unknown> {
+function optionsObject(opts: unknown, name: string, allowed?: readonly string[]): Record<string, unknown> {
+  if (allowed) return checkOptions(opts, name, allowed);
   return opts === undefined ? {} : checkObject(opts, name);
 }
+
+const CONV_KEYS = ['stride', 'padding'] as const;
+const BN_KEYS = ['training', 'momentum', 'eps'] as const;
+const EPS_KEYS = ['eps'] as const;
 
 // ------------------------------------------------------------------ layers
 
@@ -29,10 +36,10 @@ export interface Conv2dOptions {
   padding?: number;
 }
 
-function convArgs(x: unknown, weight: unknown, bias: unknown, opts: unknown) {
+function convArgs(x: unknown, weight: unknown, bias: unknown, opts: unknown, allowed: readonly string[] = CONV_KEYS) {
   const xs = checkNdim(x, 4, 'x', '[N, C, H, W]');
   const ws = checkNdim(weight, 4, 'weight', '[OC, C, KH, KW]');
-  const o = optionsObject(opts, 'options');
+  const o = optionsObject(opts, 'options', allowed);
   const stride = o.stride === undefined ? 1 : checkInt(o.stride, 'stride', { min: 1, max: 64 });
   const padding = o.padding === undefined ? 0 : checkInt(o.padding, 'padding', { min: 0, max: 64 });
   if (ws[1] !== xs[1]) throw new RangeError(`weight has ${ws[1]} input channels but x has ${xs[1]}`);
@@ -44,7 +51,10 @@ function convArgs(x: unknown, weight: unknown, bias: unknown, opts: unknown) {
     const bs = checkNdim(bias, 1, 'bias', '[OC]');
     if (bs[0] !== ws[0]) throw new RangeError(`bias has ${bs[0]} entries but weight has ${ws[0]} output channels`);
   }
-  return { stride, padding, bias: (bias ?? null) as Tensor | null };
+  // Output spatial size (PyTorch's floor formula).
+  const outH = Math.floor((xs[2] + 2 * padding - ws[2]) / stride) + 1;
+  const outW = Math.floor((xs[3] + 2 * padding - ws[3]) / stride) + 1;
+  return { stride, padding, bias: (bias ?? null) as Tensor | null, outValuesPerChannel: xs[0] * outH * outW };
 }
 
 /** 2-D convolution (cross-correlation), zero padding: x [N,C,H,W], weight [OC,C,KH,KW], bias [OC]. */
@@ -69,10 +79,10 @@ function channelVec(t: unknown, name: string, C: number): Tensor {
   return t as Tensor;
 }
 
-function bnOptions(options: unknown) {
-  const o = optionsObject(options, 'options');
+function bnOptions(options: unknown, allowed: readonly string[] = BN_KEYS) {
+  const o = optionsObject(options, 'options', allowed);
   return {
-    training: o.training === undefined ? false : (o.training as boolean),
+    training: o.training === undefined ? false : checkBool(o.training, 'options.training'),
     momentum: o.momentum === undefined ? 0.1 : checkNumber(o.momentum, 'momentum', { min: 0, max: 1 }),
     eps: o.eps === undefined ? 1e-5 : checkNumber(o.eps, 'eps', { gt: 0 }),
   };
@@ -141,13 +151,16 @@ export function convBnRelu(
   runningVar: Tensor,
   options?: ConvBnReluOptions,
 ): Tensor {
-  const { stride, padding, bias: b } = convArgs(x, weight, bias, options);
+  const { stride, padding, bias: b, outValuesPerChannel } = convArgs(x, weight, bias, options, [...CONV_KEYS, ...BN_KEYS]);
   const OC = weight.shape[0];
   channelVec(gamma, 'gamma', OC);
   channelVec(beta, 'beta', OC);
   channelVec(runningMean, 'runningMean', OC);
   channelVec(runningVar, 'runningVar', OC);
-  const { training, momentum, eps } = bnOptions(options);
+  const { training, momentum, eps } = bnOptions(options, [...CONV_KEYS, ...BN_KEYS]);
+  if (training && outValuesPerChannel < 2) {
+    throw new RangeError(`convBnRelu in training mode needs more than one value per channel (the convolution gives ${outValuesPerChannel})`);
+  }
   if (!training) {
     const out = wrap(native.convBnReluEval(x.handle, weight.handle, b ? b.handle : null, gamma.handle, beta.handle, runningMean.handle, runningVar.handle, stride, padding, eps));
     return recordOp(out, 'convBnRelu(eval)', [x], () => {
@@ -315,7 +328,7 @@ export function cat0(a: Tensor, b: Tensor): Tensor {
 /** Row-wise L2 normalisation of x [R,D]: x / max(||x||, eps) (PyTorch F.normalize, dim=1). */
 export function normalize(x: Tensor, options?: { eps?: number }): Tensor {
   checkNdim(x, 2, 'x', '[rows, D]');
-  const o = optionsObject(options, 'options');
+  const o = optionsObject(options, 'options', EPS_KEYS);
   const eps = o.eps === undefined ? 1e-12 : checkNumber(o.eps, 'eps', { gt: 0 });
   const [h, normsH] = native.l2Normalize(x.handle, eps);
   const out = wrap(h);
@@ -335,7 +348,7 @@ export function cosineSimilarity(a: Tensor, b: Tensor, options?: { eps?: number 
   const bs = checkNdim(b, 2, 'b', '[m, D]');
   if (as[1] !== bs[1]) throw new RangeError(`a has ${as[1]} columns but b has ${bs[1]}`);
   checkSameDevice(a, b, 'b');
-  const o = optionsObject(options, 'options');
+  const o = optionsObject(options, 'options', EPS_KEYS);
   const eps = o.eps === undefined ? 1e-8 : checkNumber(o.eps, 'eps', { gt: 0 });
   const out = wrap(native.cosineSimilarity(a.handle, b.handle, eps));
   return recordOp(out, 'cosineSimilarity', [a, b], (dout, needs) => {
@@ -418,7 +431,7 @@ export function cosineLoss(a: Tensor, b: Tensor, options?: { eps?: number }): Te
   checkTensor(b, 'b');
   checkSameShape(a, b, 'a', 'b');
   checkSameDevice(a, b, 'b');
-  const o = optionsObject(options, 'options');
+  const o = optionsObject(options, 'options', EPS_KEYS);
   const eps = o.eps === undefined ? 1e-8 : checkNumber(o.eps, 'eps', { gt: 0 });
   const [l, da, db] = native.cosineLoss(a.handle, b.handle, eps, a.tracksGrad || b.tracksGrad);
   return fusedLoss('cosineLoss', wrap(l), [a, b], [wrapMaybe(da), wrapMaybe(db)]);
@@ -453,4 +466,115 @@ export function roundDecimals(x: Tensor, decimals: number): Tensor {
 export function allFinite(x: Tensor): boolean {
   checkTensor(x, 'x');
   return native.allFinite(x.handle);
+}
+
+// ------------------------------------------------------------ rows (dim 0)
+// A tensor of any rank is [rows, ...rest] to these ops. They assemble, select
+// and weight batches in native memory, so that data need not cross to JS.
+
+function checkRows(x: unknown, name: string): readonly number[] {
+  checkTensor(x, name);
+  if (x.ndim < 1) throw new RangeError(`${name} must have at least one dimension (rows), got shape []`);
+  return x.shape;
+}
+
+/** A copy of `indices` as an Int32Array, every entry an integer in [0, n). */
+function checkIndices(indices: unknown, n: number, name: string): Int32Array {
+  if (indices === null || typeof indices !== 'object' || typeof (indices as ArrayLike<number>).length !== 'number') {
+    throw new TypeError(`${name} must be an Int32Array or an array of integers`);
+  }
+  const src = indices as ArrayLike<number>;
+  const out = new Int32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= n) {
+      throw new RangeError(`${name}[${i}] must be an integer in [0, ${n}), got ${String(v)}`);
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+/**
+ * Rows of x [n, ...] picked by indices [m] (PyTorch index_select(x, 0, indices)):
+ * [m, ...]. Duplicates allowed. The gradient scatter-adds back into x's rows
+ * (in increasing index order, so it is the same on every backend).
+ */
+export function gatherRows(x: Tensor, indices: Int32Array | ArrayLike<number>): Tensor {
+  const xs = checkRows(x, 'x');
+  const idx = checkIndices(indices, xs[0], 'indices');
+  const n = xs[0];
+  const out = wrap(native.gatherRows(x.handle, idx));
+  return recordOp(out, 'gatherRows', [x], (dout) => [wrap(native.gatherRowsBackward(dout.handle, idx, n))]);
+}
+
+/**
+ * Concatenation along dim 0 (torch.cat(tensors, 0)): every tensor [n_k, ...rest]
+ * with the same rest, on the same device. Gradients flow back as row slices.
+ */
+export function concatRows(tensors: readonly Tensor[]): Tensor {
+  if (!Array.isArray(tensors)) throw new TypeError('tensors must be an array of tensors');
+  if (tensors.length === 0) throw new RangeError('tensors is empty');
+  const first = checkRows(tensors[0], 'tensors[0]');
+  const rows: number[] = [];
+  tensors.forEach((t, k) => {
+    const s = checkRows(t, `tensors[${k}]`);
+    if (s.length !== first.length || s.some((d, i) => i > 0 && d !== first[i])) {
+      throw new RangeError(`tensors[${k}] has shape [${s.join(', ')}], which does not match tensors[0] [${first.join(', ')}] after dim 0`);
+    }
+    checkSameDevice(tensors[0], t, `tensors[${k}]`);
+    rows.push(s[0]);
+  });
+  const out = wrap(native.concatRows(tensors.map((t) => t.handle)));
+  return recordOp(out, 'concatRows', tensors.slice(), (dout, needs) => {
+    let at = 0;
+    return rows.map((n, k) => {
+      const g = needs[k] ? wrap(native.sliceRows(dout.handle, at, at + n)) : null;
+      at += n;
+      return g;
+    });
+  });
+}
+
+/** Rows [start, end) of x [n, ...] (x[start:end], a copy), 0 <= start <= end <= n. */
+export function sliceRows(x: Tensor, start: number, end: number): Tensor {
+  const xs = checkRows(x, 'x');
+  const n = xs[0];
+  checkInt(start, 'start', { min: 0, max: n });
+  checkInt(end, 'end', { min: start, max: n });
+  const out = wrap(native.sliceRows(x.handle, start, end));
+  return recordOp(out, 'sliceRows', [x], (dout) => {
+    const idx = new Int32Array(end - start);
+    for (let i = 0; i < idx.length; i++) idx[i] = start + i;
+    return [wrap(native.gatherRowsBackward(dout.handle, idx, n))];
+  });
+}
+
+/** Row r of x [n, d] multiplied by s[r] (s [n]). Gradient to x only: s must not track gradients. */
+export function scaleRows(x: Tensor, s: Tensor): Tensor {
+  const xs = checkNdim(x, 2, 'x', '[n, d]');
+  const ss = checkNdim(s, 1, 's', '[n]');
+  if (ss[0] !== xs[0]) throw new RangeError(`s has ${ss[0]} entries but x has ${xs[0]} rows`);
+  checkSameDevice(x, s, 's');
+  if (s.tracksGrad) throw new TypeError('scaleRows does not propagate gradients to s: detach it or use noGrad()');
+  const out = wrap(native.scaleRows(x.handle, s.handle));
+  return recordOp(out, 'scaleRows', [x], (dout) => [wrap(native.scaleRows(dout.handle, s.handle))]);
+}
+
+/**
+ * Locality-sensitive hash codes (B4B's coverage): proj [n, families*planes]
+ * holds each row's projections on `families` sets of `planes` hyperplanes
+ * (family f in columns f*planes .. f*planes+planes-1). Returns [n, families]
+ * with out[r, f] = sum_j (proj[r, f*planes + j] >= 0) << j, the bucket
+ * LshCoverage.add computes (a zero projection sets its bit, NaN does not).
+ * planes <= 16, so the codes are exact. Piecewise constant: no gradient.
+ */
+export function lshCodes(proj: Tensor, families: number, planes: number): Tensor {
+  const ps = checkNdim(proj, 2, 'proj', '[n, families*planes]');
+  checkInt(families, 'families', { min: 1, max: 65536 });
+  checkInt(planes, 'planes', { min: 1, max: 16 });
+  if (ps[1] !== families * planes) {
+    throw new RangeError(`proj has ${ps[1]} columns but families*planes = ${families}*${planes} = ${families * planes}`);
+  }
+  return wrap(native.lshCodes(proj.handle, families, planes));
 }

@@ -4,8 +4,14 @@
 // Memory: a tensor's storage is freed by dispose(), by the end of a tidy()
 // scope that created it, or, failing both, by the garbage collector (the
 // native side reports its size to V8 so that GC runs under memory pressure).
+import * as os from 'node:os';
 import { native, type NativeTensorHandle } from './native';
-import { checkShape, registerTensorClass } from './validate';
+import { checkAllocShape, checkNumber, checkOptions, checkSeed, checkShape, checkTensor, describe, registerMemoryLimit, registerTensorClass } from './validate';
+
+/** Largest finite float32. */
+const FLT_MAX = 3.4028234663852886e38;
+/** Largest |z| the native Box-Muller can return (sqrt(-2 ln 2^-32) = 6.66), with a margin. */
+const NORMAL_MAX_ABS = 8;
 
 /** Backward function of one recorded op: gradients for each input (null where not needed). */
 export type BackwardFn = (dout: Tensor, needs: boolean[]) => (Tensor | null)[];
@@ -23,6 +29,7 @@ let gradEnabled = true;
 
 /** Runs fn with gradient recording off (inference, evaluation, parameter updates). */
 export function noGrad<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${describe(fn)}`);
   const prev = gradEnabled;
   gradEnabled = false;
   try {
@@ -44,6 +51,7 @@ const scopes: Set<Tensor>[] = [];
  * to keep(). Scopes nest; the result moves to the enclosing scope.
  */
 export function tidy<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${describe(fn)}`);
   const scope = new Set<Tensor>();
   scopes.push(scope);
   let result: T;
@@ -81,6 +89,7 @@ function collectTensors(v: unknown, out: Set<Tensor>, depth: number): void {
 
 /** Exempts a tensor from every tidy() scope (parameters, optimizer state, results kept across steps). */
 export function keep<T extends Tensor>(t: T): T {
+  if (!Tensor.isTensor(t)) checkTensor(t, 't');
   t.kept = true;
   for (const s of scopes) s.delete(t);
   return t;
@@ -106,6 +115,10 @@ export class Tensor {
 
   /** Internal: wraps a native handle. Use Tensor.from / zeros / ops to make tensors. */
   constructor(handle: NativeTensorHandle) {
+    if (!(handle instanceof (native.NativeTensor as unknown as new () => object))) {
+      throw new TypeError(`handle must be a native tensor handle (use Tensor.from, Tensor.zeros or an op to make a tensor), got ${describe(handle)}`);
+    }
+    if (handle.disposed) throw new TypeError('handle has been disposed');
     this.#handle = handle;
     this.shape = Object.freeze(handle.shape.slice());
     const scope = scopes[scopes.length - 1];
@@ -114,11 +127,17 @@ export class Tensor {
 
   /** A tensor with a copy of `data` (row-major) and the given shape. */
   static from(data: Float32Array | ArrayLike<number>, shape: readonly number[]): Tensor {
-    checkShape(shape, 'shape');
+    checkAllocShape(shape, 'shape');
     let arr: Float32Array;
     if (data instanceof Float32Array) arr = data;
-    else if (Array.isArray(data) || ArrayBuffer.isView(data)) arr = Float32Array.from(data as ArrayLike<number>);
-    else throw new TypeError('data must be a Float32Array or an array of numbers');
+    else if (Array.isArray(data) || (ArrayBuffer.isView(data) && !(data instanceof DataView) && !(data instanceof BigInt64Array) && !(data instanceof BigUint64Array))) {
+      if (Array.isArray(data)) {
+        for (let i = 0; i < data.length; i++) {
+          if (typeof data[i] !== 'number') throw new TypeError(`data[${i}] must be a number, got ${describe(data[i])}`);
+        }
+      }
+      arr = Float32Array.from(data as ArrayLike<number>);
+    } else throw new TypeError(`data must be a Float32Array or an array of numbers, got ${describe(data)}`);
     if (arr.length !== shapeSize(shape)) {
       throw new RangeError(`data has ${arr.length} elements but shape [${shape.join(', ')}] needs ${shapeSize(shape)}`);
     }
@@ -129,8 +148,8 @@ export class Tensor {
   }
 
   static full(shape: readonly number[], value: number): Tensor {
-    checkShape(shape, 'shape');
-    if (typeof value !== 'number' || !Number.isFinite(value)) throw new RangeError('value must be a finite number');
+    checkAllocShape(shape, 'shape');
+    checkNumber(value, 'value', { min: -FLT_MAX, max: FLT_MAX });
     const h = new native.NativeTensor(shape.slice());
     native.fillInPlace(h, value);
     return new Tensor(h);
@@ -144,20 +163,44 @@ export class Tensor {
     return Tensor.full(shape, 1);
   }
 
-  /** Normal(mean, std) samples from the seeded counter-based RNG (same numbers on CPU and CUDA). */
+  /**
+   * Normal(mean, std) samples from the seeded counter-based RNG (same numbers
+   * on CPU and CUDA). options.seed is required (every random choice takes a
+   * seed); mean and std must keep every sample a finite float32.
+   */
   static randn(shape: readonly number[], opts: { seed: number; offset?: number; mean?: number; std?: number }): Tensor {
     checkShape(shape, 'shape');
+    const { seed, offset } = seedOptions(opts, ['mean', 'std']);
+    const mean = opts.mean === undefined ? 0 : checkNumber(opts.mean, 'options.mean', { min: -FLT_MAX, max: FLT_MAX });
+    const std = opts.std === undefined ? 1 : checkNumber(opts.std, 'options.std', { min: 0, max: FLT_MAX });
+    if (Math.abs(mean) + NORMAL_MAX_ABS * std > FLT_MAX) {
+      throw new RangeError(`options.mean ${mean} and options.std ${std} would give samples beyond the float32 range (|mean| + ${NORMAL_MAX_ABS} * std must be <= ${FLT_MAX})`);
+    }
+    checkAllocShape(shape, 'shape');
     const h = new native.NativeTensor(shape.slice());
-    native.randNormalInPlace(h, opts.mean ?? 0, opts.std ?? 1, opts.seed, opts.offset ?? 0);
+    native.randNormalInPlace(h, mean, std, seed, offset);
     return new Tensor(h);
   }
 
-  /** Uniform [low, high) samples from the seeded RNG. */
+  /** Uniform [low, high) samples from the seeded RNG; options.seed is required, low < high, both finite float32. */
   static rand(shape: readonly number[], opts: { seed: number; offset?: number; low?: number; high?: number }): Tensor {
     checkShape(shape, 'shape');
+    const { seed, offset } = seedOptions(opts, ['low', 'high']);
+    const low = opts.low === undefined ? 0 : checkNumber(opts.low, 'options.low', { min: -FLT_MAX, max: FLT_MAX });
+    const high = opts.high === undefined ? 1 : checkNumber(opts.high, 'options.high', { min: -FLT_MAX, max: FLT_MAX });
+    if (!(Math.fround(low) < Math.fround(high))) throw new RangeError(`options.low (${low}) must be less than options.high (${high}) (as float32)`);
+    if (!Number.isFinite(Math.fround(Math.fround(high) - Math.fround(low)))) {
+      throw new RangeError(`options.high - options.low (${high} - ${low}) overflows float32: the samples would not be finite`);
+    }
+    checkAllocShape(shape, 'shape');
     const h = new native.NativeTensor(shape.slice());
-    native.randUniformInPlace(h, opts.low ?? 0, opts.high ?? 1, opts.seed, opts.offset ?? 0);
+    native.randUniformInPlace(h, low, high, seed, offset);
     return new Tensor(h);
+  }
+
+  /** True for a real Tensor (disposed or not); false for anything else, including objects made from Tensor.prototype. */
+  static isTensor(x: unknown): x is Tensor {
+    return typeof x === 'object' && x !== null && #handle in x;
   }
 
   /** The native handle; throws if the tensor was disposed. */
@@ -204,6 +247,7 @@ export class Tensor {
 
   /** Marks a leaf tensor as a parameter that receives gradients. */
   requiresGrad_(flag = true): this {
+    if (typeof flag !== 'boolean') throw new TypeError(`flag must be a boolean, got ${describe(flag)}`);
     if (this.node) throw new TypeError('requiresGrad_ applies to leaf tensors only');
     this.requiresGrad = flag;
     return this;
@@ -223,7 +267,7 @@ export class Tensor {
 
   /** Overwrites this tensor's data with src's (same number of elements); no autograd. */
   copy_(src: Tensor): this {
-    if (!(src instanceof Tensor)) throw new TypeError('src must be a Tensor');
+    checkTensor(src, 'src');
     if (src.size !== this.size) throw new RangeError(`src has ${src.size} elements, expected ${this.size}`);
     this.handle.copyFrom(src.handle);
     return this;
@@ -262,7 +306,7 @@ export class Tensor {
       if (this.size !== 1) throw new RangeError('backward() without a seed gradient needs a one-element tensor');
       g0 = noGrad(() => Tensor.ones(this.shape));
     } else {
-      if (!(seed instanceof Tensor)) throw new TypeError('seed must be a Tensor');
+      checkTensor(seed, 'seed');
       if (seed.size !== this.size) throw new RangeError('seed must have the same shape as the tensor');
       g0 = seed;
     }
@@ -270,7 +314,27 @@ export class Tensor {
   }
 }
 
-registerTensorClass(Tensor);
+registerTensorClass((x) => Tensor.isTensor(x));
+
+/** Checks the options of rand/randn: an object with a seed (required), an optional offset and the given extra keys. */
+function seedOptions(opts: unknown, extra: readonly string[]): { seed: number; offset: number } {
+  if (opts === undefined) throw new TypeError('options.seed is required (every random choice takes a seed): pass { seed }');
+  const o = checkOptions(opts, 'options', ['seed', 'offset', ...extra]);
+  if (o.seed === undefined) throw new TypeError('options.seed is required (every random choice takes a seed)');
+  return { seed: checkSeed(o.seed, 'options.seed'), offset: o.offset === undefined ? 0 : checkSeed(o.offset, 'options.offset') };
+}
+
+// A new tensor may take at most the memory there is: on the CPU what the OS
+// reports available plus the tensor cache; on a CUDA device its memory. Only
+// requests over 64 MiB pay for the lookup.
+registerMemoryLimit(() => {
+  const info = native.info();
+  if (info.backend === 'cuda') {
+    const dev = info.cudaDevices[0];
+    if (dev) return { bytes: dev.memoryBytes, what: `the memory of CUDA device ${dev.index} (${dev.name})` };
+  }
+  return { bytes: os.freemem() + native.cacheBytes(), what: 'the available host memory' };
+});
 
 function topoOrder(root: Tensor): Tensor[] {
   const order: Tensor[] = [];

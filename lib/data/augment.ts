@@ -1,7 +1,4 @@
-// Batch conversion and SimCLR augmentation.
-//
-// toTensor(ds, indices): the images as a float batch [B, C, H, W], pixels
-// scaled to [0, 1] and normalised with mean 0.5, std 0.5: x = (p/255 - 0.5)/0.5.
+// SimCLR augmentation (batch conversion without augmentation: tensor.ts).
 //
 // augmentBatch(ds, indices, {seed}): one augmented view per index, SimCLR's
 // CIFAR pipeline (torchvision semantics):
@@ -23,13 +20,11 @@
 // are at most the image).
 import { native } from '../core/native';
 import { Tensor } from '../core/tensor';
-import { checkInt, checkNumber, checkObject, checkOneOf, checkSeed } from '../core/validate';
+import { checkAllocation, checkBool, checkInt, checkNumber, checkObject, checkOneOf, checkOptions, checkSeed, describe } from '../core/validate';
 import { type Dataset, checkDataset, datasetSize } from './dataset';
 import { Prng } from './prng';
+import { NORMALIZE_MEAN, NORMALIZE_STD, toIndexArray } from './tensor';
 
-/** Normalisation applied at the encoder input: x = (p/255 - MEAN) / STD. */
-export const NORMALIZE_MEAN = 0.5;
-export const NORMALIZE_STD = 0.5;
 
 /** Floats per image in a parameter record (layout: native/cpu/augment.h). */
 export const AUG_PARAMS = 14;
@@ -116,6 +111,48 @@ function checkSize(v: unknown, name: string, h: number, w: number): [number, num
   return [s, s];
 }
 
+/** The keys of AugmentOptions. */
+const AUGMENT_KEYS = ['seed', 'size', 'scale', 'ratio', 'flipP', 'jitterP', 'brightness', 'contrast', 'saturation', 'hue', 'grayscaleP', 'jitterOrder'] as const;
+
+/** Checks an image description { channels: 1 | 3, height, width } (a Dataset is one). */
+function checkImageShape(image: unknown, name: string): { channels: 1 | 3; height: number; width: number } {
+  const o = checkObject(image, name);
+  if (o.channels !== 1 && o.channels !== 3) throw new RangeError(`${name}.channels must be 1 or 3, got ${describe(o.channels)}`);
+  checkInt(o.height, `${name}.height`, { min: 1, max: 32768 });
+  checkInt(o.width, `${name}.width`, { min: 1, max: 32768 });
+  return o as { channels: 1 | 3; height: number; width: number };
+}
+
+/**
+ * Checks parameter records for `count` images of height x width, as the
+ * native kernel will read them (the same rules as its own guard), so that a
+ * bad record is a RangeError naming params and the image.
+ */
+function checkAugmentParams(params: Float32Array, count: number, height: number, width: number, name = 'params'): void {
+  for (let b = 0; b < count; b++) {
+    const r = b * AUG_PARAMS;
+    const bad = (what: string): never => {
+      throw new RangeError(`${name} of image ${b} (entries ${r}..${r + AUG_PARAMS - 1}): ${what}`);
+    };
+    for (let k = 0; k < AUG_PARAMS; k++) if (!Number.isFinite(params[r + k])) bad(`entry ${k} is not finite (${params[r + k]})`);
+    const top = params[r + P_TOP], left = params[r + P_LEFT], h = params[r + P_HEIGHT], w = params[r + P_WIDTH];
+    if (![top, left, h, w].every(Number.isInteger)) bad('the crop box must be integers');
+    if (h < 1 || w < 1) bad(`the crop box must be at least 1x1, got ${h}x${w}`);
+    if (top < 0 || left < 0 || top + h > height || left + w > width) bad(`the crop box is outside the ${height}x${width} image (top ${top}, left ${left}, ${h}x${w})`);
+    if (params[r + P_FLIP] !== 0 && params[r + P_FLIP] !== 1) bad('flip must be 0 or 1');
+    if (params[r + P_GRAYSCALE] !== 0 && params[r + P_GRAYSCALE] !== 1) bad('grayscale must be 0 or 1');
+    if (params[r + P_BRIGHTNESS] < 0 || params[r + P_CONTRAST] < 0 || params[r + P_SATURATION] < 0) bad('jitter factors must be non-negative');
+    if (params[r + P_HUE] < -0.5 || params[r + P_HUE] > 0.5) bad(`hue must be in [-0.5, 0.5], got ${params[r + P_HUE]}`);
+    let seen = 0;
+    for (let k = 0; k < 4; k++) {
+      const o = params[r + P_ORDER + k];
+      if (!Number.isInteger(o) || o < 0 || o > 3) bad('order must be a permutation of 0, 1, 2, 3');
+      seen |= 1 << o;
+    }
+    if (seen !== 15) bad('order must be a permutation of 0, 1, 2, 3');
+  }
+}
+
 function resolveOptions(o: AugmentOptions, h: number, w: number): ResolvedOptions {
   const prob = (v: unknown, name: string, def: number) => (v === undefined ? def : checkNumber(v, name, { min: 0, max: 1 }));
   const strength = (v: unknown, name: string, def: number, max = Infinity) =>
@@ -139,6 +176,7 @@ function resolveOptions(o: AugmentOptions, h: number, w: number): ResolvedOption
 
 /** Python's round(): halves to even (torchvision computes crop sides with it). */
 export function roundHalfEven(x: number): number {
+  checkNumber(x, 'x');
   const f = Math.floor(x);
   const d = x - f;
   if (d > 0.5) return f + 1;
@@ -148,6 +186,12 @@ export function roundHalfEven(x: number): number {
 
 /** torchvision's RandomResizedCrop.get_params: 10 attempts, then a centre crop. */
 export function sampleResizedCrop(rng: Prng, height: number, width: number, scale: readonly [number, number], ratio: readonly [number, number]): CropBox {
+  if (!(rng instanceof Prng)) throw new TypeError(`rng must be a Prng, got ${describe(rng)}`);
+  checkInt(height, 'height', { min: 1, max: 32768 });
+  checkInt(width, 'width', { min: 1, max: 32768 });
+  if (scale === undefined || ratio === undefined) throw new TypeError(`${scale === undefined ? 'scale' : 'ratio'} must be [min, max]`);
+  scale = checkRange(scale, 'scale', [0, 0]);
+  ratio = checkRange(ratio, 'ratio', [0, 0]);
   const area = height * width;
   const logLo = Math.log(ratio[0]);
   const logHi = Math.log(ratio[1]);
@@ -179,13 +223,33 @@ export function sampleResizedCrop(rng: Prng, height: number, width: number, scal
 
 /** The parameters that leave an image unchanged (full crop, no flip, no jitter, no grayscale). */
 export function identityParams(height: number, width: number): ImageAugmentParams {
+  checkInt(height, 'height', { min: 1, max: 32768 });
+  checkInt(width, 'width', { min: 1, max: 32768 });
   return { top: 0, left: 0, height, width, flip: false, brightness: 1, contrast: 1, saturation: 1, hue: 0, order: [0, 1, 2, 3], grayscale: false };
 }
 
 /** Packs per-image parameters into the native record layout. */
 export function encodeAugmentParams(list: readonly ImageAugmentParams[]): Float32Array {
+  if (!Array.isArray(list)) throw new TypeError(`list must be an array of ImageAugmentParams, got ${describe(list)}`);
+  checkAllocation(list.length, AUG_PARAMS * 4, 'list');
   const out = new Float32Array(list.length * AUG_PARAMS);
   list.forEach((p, i) => {
+    const name = `list[${i}]`;
+    checkOptions(p, name, ['top', 'left', 'height', 'width', 'flip', 'brightness', 'contrast', 'saturation', 'hue', 'order', 'grayscale']);
+    if (p === undefined) throw new TypeError(`${name} must be an ImageAugmentParams object, got undefined`);
+    checkInt(p.top, `${name}.top`, { min: 0, max: 32767 });
+    checkInt(p.left, `${name}.left`, { min: 0, max: 32767 });
+    checkInt(p.height, `${name}.height`, { min: 1, max: 32768 });
+    checkInt(p.width, `${name}.width`, { min: 1, max: 32768 });
+    checkBool(p.flip, `${name}.flip`);
+    checkNumber(p.brightness, `${name}.brightness`, { min: 0, max: 1e6 });
+    checkNumber(p.contrast, `${name}.contrast`, { min: 0, max: 1e6 });
+    checkNumber(p.saturation, `${name}.saturation`, { min: 0, max: 1e6 });
+    checkNumber(p.hue, `${name}.hue`, { min: -0.5, max: 0.5 });
+    checkBool(p.grayscale, `${name}.grayscale`);
+    if (!Array.isArray(p.order) || p.order.length !== 4 || [0, 1, 2, 3].some((k) => !p.order.includes(k))) {
+      throw new RangeError(`${name}.order must be a permutation of 0, 1, 2, 3`);
+    }
     const r = i * AUG_PARAMS;
     out[r + P_TOP] = p.top;
     out[r + P_LEFT] = p.left;
@@ -196,7 +260,6 @@ export function encodeAugmentParams(list: readonly ImageAugmentParams[]): Float3
     out[r + P_CONTRAST] = p.contrast;
     out[r + P_SATURATION] = p.saturation;
     out[r + P_HUE] = p.hue;
-    if (!Array.isArray(p.order) || p.order.length !== 4) throw new RangeError(`params[${i}].order must be a permutation of 0, 1, 2, 3`);
     for (let k = 0; k < 4; k++) out[r + P_ORDER + k] = p.order[k];
     out[r + P_GRAYSCALE] = p.grayscale ? 1 : 0;
   });
@@ -205,6 +268,11 @@ export function encodeAugmentParams(list: readonly ImageAugmentParams[]): Float3
 
 /** Unpacks image i's record. */
 export function decodeAugmentParams(params: Float32Array, i: number): ImageAugmentParams {
+  if (!(params instanceof Float32Array)) throw new TypeError(`params must be a Float32Array, got ${describe(params)}`);
+  if (params.length % AUG_PARAMS !== 0) throw new RangeError(`params has ${params.length} entries, not a multiple of ${AUG_PARAMS} (one record per image)`);
+  const count = params.length / AUG_PARAMS;
+  if (count === 0) throw new RangeError('params is empty (no image records)');
+  checkInt(i, 'i', { min: 0, max: count - 1 });
   const r = i * AUG_PARAMS;
   return {
     top: params[r + P_TOP],
@@ -227,7 +295,10 @@ export function decodeAugmentParams(params: Float32Array, i: number): ImageAugme
  */
 export function makeAugmentParams(count: number, image: { channels: 1 | 3; height: number; width: number }, options: AugmentOptions): Float32Array {
   checkInt(count, 'count', { min: 0, max: 2 ** 31 - 1 });
-  const o = checkObject(options, 'options') as unknown as AugmentOptions;
+  checkAllocation(count, AUG_PARAMS * 4, 'count');
+  checkImageShape(image, 'image');
+  if (options === undefined) throw new TypeError('options.seed is required: pass { seed }');
+  const o = checkOptions(options, 'options', AUGMENT_KEYS) as unknown as AugmentOptions;
   const seed = checkSeed(o.seed, 'options.seed');
   const opt = resolveOptions(o, image.height, image.width);
   const color = image.channels === 3;
@@ -254,27 +325,6 @@ export function makeAugmentParams(count: number, image: { channels: 1 | 3; heigh
   return encodeAugmentParams(list);
 }
 
-/** Validated Int32Array of indices into a dataset of `size` images. */
-export function toIndexArray(indices: ArrayLike<number>, size: number, name = 'indices'): Int32Array {
-  if (indices === null || typeof indices !== 'object' || typeof (indices as { length?: unknown }).length !== 'number') {
-    throw new TypeError(`${name} must be an Int32Array or an array of integers`);
-  }
-  const out = indices instanceof Int32Array ? indices : new Int32Array(indices.length);
-  for (let i = 0; i < indices.length; i++) {
-    const v = indices[i];
-    if (!Number.isInteger(v) || v < 0 || v >= size) throw new RangeError(`${name}[${i}] = ${v} is not an image index in [0, ${size})`);
-    out[i] = v;
-  }
-  return out;
-}
-
-/** The images at `indices` as a normalised float batch [B, C, H, W] (no augmentation). */
-export function toTensor(ds: Dataset, indices: ArrayLike<number>): Tensor {
-  checkDataset(ds, 'dataset', false);
-  const idx = toIndexArray(indices, datasetSize(ds));
-  return new Tensor(native.imagesToTensor(ds.images, idx, ds.channels, ds.height, ds.width, NORMALIZE_MEAN, NORMALIZE_STD));
-}
-
 /**
  * Applies explicit parameter records (makeAugmentParams / encodeAugmentParams)
  * to the images at `indices`: a normalised float batch [B, C, outHeight, outWidth].
@@ -288,11 +338,15 @@ export function augmentWithParams(
 ): Tensor {
   checkDataset(ds, 'dataset', false);
   const idx = toIndexArray(indices, datasetSize(ds));
-  if (!(params instanceof Float32Array)) throw new TypeError('params must be a Float32Array');
+  if (!(params instanceof Float32Array)) throw new TypeError(`params must be a Float32Array, got ${describe(params)}`);
   if (params.length !== idx.length * AUG_PARAMS) {
     throw new RangeError(`params has ${params.length} entries, expected ${AUG_PARAMS} per index (${idx.length * AUG_PARAMS})`);
   }
+  checkOptions(options, 'options', ['size', 'reference']);
+  if (options.reference !== undefined) checkBool(options.reference, 'options.reference');
   const [oh, ow] = checkSize(options.size, 'options.size', ds.height, ds.width);
+  checkAllocation(idx.length * ds.channels * oh * ow, 4, `the augmented batch [${idx.length}, ${ds.channels}, ${oh}, ${ow}]`);
+  checkAugmentParams(params, idx.length, ds.height, ds.width);
   const fn = options.reference ? native.augmentNaive : native.augment;
   return new Tensor(fn(ds.images, idx, params, ds.channels, ds.height, ds.width, oh, ow, NORMALIZE_MEAN, NORMALIZE_STD));
 }
@@ -301,16 +355,10 @@ export function augmentWithParams(
 export function augmentBatch(ds: Dataset, indices: ArrayLike<number>, options: AugmentOptions): Tensor {
   checkDataset(ds, 'dataset', false);
   const idx = toIndexArray(indices, datasetSize(ds));
+  if (options === undefined) throw new TypeError('options.seed is required: pass { seed }');
+  checkOptions(options, 'options', AUGMENT_KEYS);
   const params = makeAugmentParams(idx.length, ds, options);
   return augmentWithParams(ds, idx, params, { size: options.size });
-}
-
-/** The labels of the images at `indices`. */
-export function labelsOf(ds: Dataset, indices: ArrayLike<number>): Int32Array {
-  const idx = toIndexArray(indices, datasetSize(ds));
-  const out = new Int32Array(idx.length);
-  for (let i = 0; i < idx.length; i++) out[i] = ds.labels[idx[i]];
-  return out;
 }
 
 if (native.augmentParamCount !== AUG_PARAMS) {

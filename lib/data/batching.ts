@@ -1,7 +1,7 @@
 // Mini-batches of dataset indices. An epoch's order is a Fisher-Yates
 // permutation drawn from Prng(deriveSeed(seed, epoch)): the same (seed, epoch)
 // gives the same batches on every run, another epoch another order.
-import { checkBool, checkInt, checkObject, checkSeed } from '../core/validate';
+import { checkBool, checkInt, checkObject, checkOptions, checkSeed } from '../core/validate';
 import { Prng, deriveSeed } from './prng';
 
 export interface BatchOptions {
@@ -30,12 +30,13 @@ export function epochPermutation(n: number, seed: number, epoch = 0): Int32Array
 export function numBatches(n: number, batchSize: number, dropLast = false): number {
   checkInt(n, 'n', { min: 0 });
   checkInt(batchSize, 'batchSize', { min: 1 });
+  checkBool(dropLast, 'dropLast');
   return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
 }
 
 /** Index batches (Int32Array each) covering [0, n) once, in the epoch's order. */
 export function* batchIndices(n: number, options: BatchOptions): Generator<Int32Array, void, undefined> {
-  const opts = checkObject(options, 'options') as unknown as BatchOptions;
+  const opts = checkOptions(checkObject(options, 'options'), 'options', ['batchSize', 'seed', 'epoch', 'shuffle', 'dropLast']) as unknown as BatchOptions;
   checkInt(n, 'n', { min: 0, max: 2 ** 31 - 1 });
   const bs = checkInt(opts.batchSize, 'options.batchSize', { min: 1 });
   const shuffle = opts.shuffle === undefined ? true : checkBool(opts.shuffle, 'options.shuffle');
@@ -51,4 +52,13 @@ export function* batchIndices(n: number, options: BatchOptions): Generator<Int32
   }
   const count = numBatches(n, bs, dropLast);
   for (let b = 0; b < count; b++) yield order.slice(b * bs, Math.min(n, (b + 1) * bs));
+}
+
+/**
+ * Batches of one epoch: the seeded permutation of (seed, epoch) cut into
+ * batches of batchSize; a last batch of fewer than 2 images is dropped
+ * (NT-Xent and batch norm need two).
+ */
+export function epochBatches(n: number, batchSize: number, seed: number, epoch: number): Int32Array[] {
+  return [...batchIndices(n, { batchSize, seed, epoch })].filter((b) => b.length >= 2);
 }

@@ -27,7 +27,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { writeFileAtomic } from '../io/atomic';
-import { checkInt, checkObject, checkOneOf } from '../core/validate';
+import { checkInt, checkObject, checkOneOf, checkOptions } from '../core/validate';
 import { type Dataset, type Split, interleavedOrder, takeFirst } from './dataset';
 
 export type BuiltinName = 'fashion-mnist' | 'mnist';
@@ -291,7 +291,7 @@ export interface LoadDatasetOptions {
  */
 export function loadDataset(name: BuiltinName, options: LoadDatasetOptions): Dataset {
   checkOneOf(name, 'name', BUILTIN_DATASETS);
-  const opts = checkObject(options, 'options') as unknown as LoadDatasetOptions;
+  const opts = checkOptions(checkObject(options, 'options'), 'options', ['split', 'limit', 'cacheDir']) as unknown as LoadDatasetOptions;
   const split = checkOneOf(opts.split, 'options.split', ['train', 'test'] as const);
   if (opts.limit !== undefined) checkInt(opts.limit, 'options.limit', { min: 1 });
   if (opts.cacheDir !== undefined && (typeof opts.cacheDir !== 'string' || opts.cacheDir === '')) {

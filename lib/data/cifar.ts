@@ -5,7 +5,7 @@
 // records keep the files' order (CIFAR's files are already shuffled).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkInt, checkObject, checkOneOf } from '../core/validate';
+import { checkInt, checkOneOf, checkOptions, describe } from '../core/validate';
 import type { Dataset, Split } from './dataset';
 
 export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'] as const;
@@ -26,15 +26,24 @@ function readRecords(file: string): Buffer {
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
-  } catch {
-    throw new Error(`CIFAR-10 file not found: ${file}`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' || code === 'ENOTDIR' ? `CIFAR-10 file not found: ${file}` : `cannot read CIFAR-10 file ${file}: ${(e as Error).message}`);
   }
   if (!st.isFile()) throw new Error(`CIFAR-10 path is not a file: ${file}`);
   if (st.size === 0) throw new Error(`CIFAR-10 file ${file} is empty`);
   if (st.size % RECORD !== 0) {
     throw new Error(`CIFAR-10 file ${file} is truncated or not in the binary format: ${st.size} bytes is not a multiple of the ${RECORD}-byte record`);
   }
-  return fs.readFileSync(file);
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    throw new Error(`cannot read CIFAR-10 file ${file}: ${(e as Error).message}`);
+  }
+  // The file may have changed between stat and read.
+  if (buf.length !== st.size || buf.length % RECORD !== 0) throw new Error(`CIFAR-10 file ${file} changed while it was read (${st.size} then ${buf.length} bytes)`);
+  return buf;
 }
 
 /**
@@ -43,12 +52,19 @@ function readRecords(file: string): Buffer {
  * Any missing, truncated or malformed file is an Error naming it.
  */
 export function loadCifar10(location: string, options: CifarOptions = {}): Dataset {
-  if (typeof location !== 'string' || location === '') throw new TypeError('location must be a non-empty path');
-  const opts = checkObject(options, 'options') as CifarOptions;
+  if (typeof location !== 'string' || location === '') throw new TypeError(`location must be a non-empty path, got ${describe(location)}`);
+  if (location.includes('\0')) throw new TypeError('location must not contain NUL characters');
+  const opts = checkOptions(options, 'options', ['split', 'limit']) as CifarOptions;
   const split = checkOneOf(opts.split ?? 'train', 'options.split', ['train', 'test'] as const);
   const limit = opts.limit === undefined ? Infinity : checkInt(opts.limit, 'options.limit', { min: 1 });
-  if (!fs.existsSync(location)) throw new Error(`CIFAR-10 location not found: ${location}`);
-  const files = fs.statSync(location).isDirectory()
+  let isDir: boolean;
+  try {
+    isDir = fs.statSync(location).isDirectory();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' || code === 'ENOTDIR' ? `CIFAR-10 location not found: ${location}` : `cannot read CIFAR-10 location ${location}: ${(e as Error).message}`);
+  }
+  const files = isDir
     ? (split === 'train' ? CIFAR10_TRAIN_FILES : CIFAR10_TEST_FILES).map((f) => path.join(location, f))
     : [location];
   for (const f of files) if (!fs.existsSync(f)) throw new Error(`CIFAR-10 file not found: ${f} (expected the binary version, cifar-10-batches-bin)`);

@@ -1,7 +1,7 @@
 // The in-memory dataset: uint8 images [N, C, H, W] and int32 labels [N].
 // Pixels stay as bytes until a batch is converted (toTensor / augmentBatch),
 // so a 60k-image dataset costs 47 MB, not 188 MB of floats.
-import { checkInt, checkObject } from '../core/validate';
+import { checkAllocation, checkInt, checkObject, describe } from '../core/validate';
 
 export interface Dataset {
   /** e.g. "fashion-mnist/train", "cifar10/test", or the folder's path. */
@@ -22,6 +22,9 @@ export type Split = 'train' | 'test';
 
 /** Number of images of a dataset. */
 export function datasetSize(ds: Dataset): number {
+  if (ds === null || typeof ds !== 'object' || !((ds as { labels?: unknown }).labels instanceof Int32Array)) {
+    throw new TypeError(`dataset must be a Dataset (with an Int32Array of labels), got ${describe(ds)}`);
+  }
   return ds.labels.length;
 }
 
@@ -31,8 +34,10 @@ export function datasetSize(ds: Dataset): number {
  * `checkLabels` scans every label (O(N)); the batch functions skip it.
  */
 export function checkDataset(v: unknown, name = 'dataset', checkLabels = true): Dataset {
+  if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${describe(name)}`);
+  if (typeof checkLabels !== 'boolean') throw new TypeError(`checkLabels must be a boolean, got ${describe(checkLabels)}`);
   const o = checkObject(v, name);
-  if (typeof o.name !== 'string') throw new TypeError(`${name}.name must be a string`);
+  if (typeof o.name !== 'string') throw new TypeError(`${name}.name must be a string, got ${describe(o.name)}`);
   if (o.channels !== 1 && o.channels !== 3) throw new RangeError(`${name}.channels must be 1 or 3, got ${String(o.channels)}`);
   const h = checkInt(o.height, `${name}.height`, { min: 1, max: 32768 });
   const w = checkInt(o.width, `${name}.width`, { min: 1, max: 32768 });
@@ -67,6 +72,12 @@ export function checkDataset(v: unknown, name = 'dataset', checkLabels = true): 
  * class] pairs in output order.
  */
 export function interleavedOrder(counts: readonly number[]): Array<[number, number]> {
+  if (!Array.isArray(counts)) throw new TypeError(`counts must be an array of integers, got ${describe(counts)}`);
+  let total = 0;
+  counts.forEach((c, i) => {
+    total += checkInt(c, `counts[${i}]`, { min: 0, max: 2 ** 31 - 1 });
+  });
+  checkAllocation(total, 64, 'counts (total)');
   const out: Array<[number, number]> = [];
   const longest = counts.reduce((m, c) => Math.max(m, c), 0);
   for (let i = 0; i < longest; i++) {
@@ -77,6 +88,7 @@ export function interleavedOrder(counts: readonly number[]): Array<[number, numb
 
 /** The first n images (views on the same bytes; n is clamped to the size). */
 export function takeFirst(ds: Dataset, n: number): Dataset {
+  checkDataset(ds, 'dataset', false);
   checkInt(n, 'limit', { min: 0 });
   const size = datasetSize(ds);
   if (n >= size) return ds;
@@ -85,9 +97,16 @@ export function takeFirst(ds: Dataset, n: number): Dataset {
 }
 
 /** A copy holding the images at `indices`, in that order. */
-export function subset(ds: Dataset, indices: ArrayLike<number>, name = ds.name): Dataset {
+export function subset(ds: Dataset, indices: ArrayLike<number>, name?: string): Dataset {
+  checkDataset(ds, 'dataset', false);
+  if (name === undefined) name = ds.name;
+  if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${describe(name)}`);
+  if (indices === null || typeof indices !== 'object' || !Number.isSafeInteger((indices as { length?: unknown }).length)) {
+    throw new TypeError(`indices must be an Int32Array or an array of integers, got ${describe(indices)}`);
+  }
   const size = datasetSize(ds);
   const per = ds.channels * ds.height * ds.width;
+  checkAllocation(indices.length * per, 1, `the subset's images (${indices.length} x ${per} bytes)`);
   const images = new Uint8Array(indices.length * per);
   const labels = new Int32Array(indices.length);
   for (let i = 0; i < indices.length; i++) {
@@ -101,6 +120,7 @@ export function subset(ds: Dataset, indices: ArrayLike<number>, name = ds.name):
 
 /** Number of images of each class. */
 export function classCounts(ds: Dataset): number[] {
+  checkDataset(ds, 'dataset');
   const counts = new Array<number>(ds.numClasses).fill(0);
   for (const l of ds.labels) counts[l]++;
   return counts;

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Sharp, SharpOptions } from 'sharp';
-import { checkInt, checkObject } from '../core/validate';
+import { checkAllocation, checkInt, checkObject, checkOptions, describe } from '../core/validate';
 import { type Dataset, interleavedOrder } from './dataset';
 
 export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff'];
@@ -91,8 +91,9 @@ async function decodeInto(file: string, h: number, w: number, channels: 1 | 3, o
 
 /** Loads root/<class>/<image> into a Dataset of uint8 images [N, channels, height, width]. */
 export async function loadImageFolder(root: string, options: ImageFolderOptions): Promise<Dataset> {
-  if (typeof root !== 'string' || root === '') throw new TypeError('root must be a non-empty path');
-  const opts = checkObject(options, 'options') as unknown as ImageFolderOptions;
+  if (typeof root !== 'string' || root === '') throw new TypeError(`root must be a non-empty path, got ${describe(root)}`);
+  if (root.includes('\0')) throw new TypeError('root must not contain NUL characters');
+  const opts = checkOptions(checkObject(options, 'options'), 'options', ['size', 'channels', 'limit', 'concurrency']) as unknown as ImageFolderOptions;
   let h: number, w: number;
   if (Array.isArray(opts.size)) {
     if (opts.size.length !== 2) throw new RangeError('options.size must be a number or [height, width]');
@@ -106,8 +107,14 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions)
   const limit = opts.limit === undefined ? Infinity : checkInt(opts.limit, 'options.limit', { min: 1 });
   const concurrency = opts.concurrency === undefined ? 8 : checkInt(opts.concurrency, 'options.concurrency', { min: 1, max: 256 });
 
-  if (!fs.existsSync(root)) throw new Error(`image folder not found: ${root}`);
-  if (!fs.statSync(root).isDirectory()) throw new Error(`image folder path is not a directory: ${root}`);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(root);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' || code === 'ENOTDIR' ? `image folder not found: ${root}` : `cannot read image folder ${root}: ${(e as Error).message}`);
+  }
+  if (!st.isDirectory()) throw new Error(`image folder path is not a directory: ${root}`);
   const classes = listDir(root).filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => d.name).sort(byName);
   if (classes.length === 0) throw new Error(`image folder ${root} has no class sub-folders (expected root/<class>/<image>)`);
   const files = classes.map((c) => {
@@ -124,6 +131,7 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions)
   const order = interleavedOrder(files.map((l) => l.length));
   const n = Math.min(order.length, limit);
   const per = channels * h * w;
+  checkAllocation(n * per, 1, `the images of ${root} (${n} x ${channels}x${h}x${w} bytes)`);
   const images = new Uint8Array(n * per);
   const labels = new Int32Array(n);
   let next = 0;

@@ -6,7 +6,7 @@
 // 32-bit finaliser (MurmurHash3's fmix32), so nearby seeds give unrelated
 // streams. Sequences depend only on (seed, stream): the same on every
 // platform and Node version.
-import { checkInt, checkSeed } from '../core/validate';
+import { checkInt, checkNumber, checkSeed, describe } from '../core/validate';
 
 function fmix32(h: number): number {
   h ^= h >>> 16;
@@ -62,11 +62,18 @@ export class Prng {
 
   /** Uniform in [lo, hi). */
   uniform(lo: number, hi: number): number {
+    checkNumber(lo, 'lo');
+    checkNumber(hi, 'hi');
+    if (!Number.isFinite(hi - lo)) throw new RangeError(`hi - lo (${hi} - ${lo}) is not finite`);
     return lo + (hi - lo) * this.next();
   }
 
   /** Uniform integer in [0, n), n in [1, 2^32], without modulo bias. */
   int(n: number): number {
+    // Validated: 0, NaN or a fraction would make the rejection loop below never end.
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 4294967296) {
+      checkInt(n, 'n', { min: 1, max: 4294967296 });
+    }
     if (n === 1) return 0;
     // Rejection on the largest multiple of n below 2^32.
     const limit = 4294967296 - (4294967296 % n);
@@ -78,11 +85,16 @@ export class Prng {
 
   /** True with probability p. */
   bernoulli(p: number): boolean {
+    checkNumber(p, 'p', { min: 0, max: 1 });
     return this.next() < p;
   }
 
   /** In-place Fisher-Yates shuffle. */
   shuffle<T extends { length: number; [i: number]: number }>(a: T): T {
+    if (a === null || typeof a !== 'object' || !Number.isSafeInteger((a as { length?: unknown }).length) || a.length < 0) {
+      throw new TypeError(`a must be an array or typed array, got ${describe(a)}`);
+    }
+    if (a.length > 4294967296) throw new RangeError(`a has ${a.length} elements, more than 2^32`);
     for (let i = a.length - 1; i > 0; i--) {
       const j = this.int(i + 1);
       const t = a[i];

@@ -10,11 +10,12 @@
 //
 // The target's side (embeddings, probes, predictions) is computed once per
 // evaluator and reused for every stolen encoder of a grid.
-import type { Module } from '../nn/module';
+import { Module } from '../nn/module';
+import { checkDataset, type Dataset } from '../data/dataset';
 import type { TaskData } from './tasks';
 import { embedDataset } from './embed';
 import { agreement, linearProbe, type Embeddings } from './probe';
-import { checkInt, checkSeed } from '../core/validate';
+import { checkInt, checkObject, checkOptions, checkSeed, describe } from '../core/validate';
 
 export interface FidelityOptions {
   /** Linear probe epochs (default 100, the probe protocol's). */
@@ -54,6 +55,10 @@ export interface FidelityReport {
 
 /** Mean over rows of cos(a_i, b_i) for two row-major [n, d] arrays (float64 sums). */
 export function meanRowCosine(a: Float32Array, b: Float32Array, n: number, d: number): number {
+  if (!(a instanceof Float32Array)) throw new TypeError(`a must be a Float32Array, got ${describe(a)}`);
+  if (!(b instanceof Float32Array)) throw new TypeError(`b must be a Float32Array, got ${describe(b)}`);
+  checkInt(n, 'n', { min: 1 });
+  checkInt(d, 'd', { min: 1 });
   if (a.length !== n * d || b.length !== n * d) throw new RangeError('a and b must both hold n*d values');
   let total = 0;
   for (let i = 0; i < n; i++) {
@@ -80,7 +85,15 @@ export class FidelityEvaluator {
   #targetSeconds = 0;
 
   constructor(target: Module, tasks: readonly TaskData[], options: FidelityOptions = {}) {
+    if (!(target instanceof Module)) throw new TypeError(`target must be a Module, got ${describe(target)}`);
     if (!Array.isArray(tasks) || tasks.length === 0) throw new TypeError('tasks must be a non-empty array of TaskData');
+    tasks.forEach((t, i) => {
+      checkObject(t, `tasks[${i}]`);
+      if (typeof t.name !== 'string') throw new TypeError(`tasks[${i}].name must be a string, got ${describe(t.name)}`);
+      checkDataset(t.train, `tasks[${i}].train`, false);
+      checkDataset(t.test, `tasks[${i}].test`, false);
+    });
+    checkOptions(options, 'options', ['probeEpochs', 'seed', 'batchSize']);
     const names = new Set(tasks.map((t) => t.name));
     if (names.size !== tasks.length) throw new RangeError('task names must be distinct');
     this.#target = target;
@@ -125,12 +138,26 @@ export class FidelityEvaluator {
 
   /** The stolen encoder against the target, on every task. */
   evaluate(stolen: Module): FidelityReport {
+    if (!(stolen instanceof Module)) throw new TypeError(`stolen must be a Module, got ${describe(stolen)}`);
+    return this.evaluateFeatures((ds) => embedDataset(stolen, ds, { batchSize: this.#opts.batchSize }));
+  }
+
+  /**
+   * Any features against the target, on every task, with the same probe
+   * protocol: e.g. a baseline that is not an encoder (raw pixels). The mean
+   * cosine is null when the features' size differs from the target's.
+   */
+  evaluateFeatures(features: (ds: Dataset) => Embeddings): FidelityReport {
+    if (typeof features !== 'function') throw new TypeError(`features must be a function (dataset) => Embeddings, got ${describe(features)}`);
     const side = this.#ensureTarget();
     const t0 = Date.now();
     const tasks: Record<string, TaskFidelity> = {};
     for (const task of this.tasks) {
       const tgt = side.get(task.name)!;
-      const { result, test, trainImages } = this.#probe(stolen, task);
+      const train = features(task.train);
+      const test = features(task.test);
+      const result = linearProbe(train, test, { numClasses: task.train.numClasses, epochs: this.#opts.epochs, seed: this.#opts.seed });
+      const trainImages = train.n;
       tasks[task.name] = {
         targetAccuracy: tgt.accuracy,
         stolenAccuracy: result.accuracy,

@@ -6,7 +6,7 @@
 import { Tensor, noGrad, tidy, keep } from '../core/tensor';
 import * as ops from '../core/ops';
 import { Adam } from '../nn/optim';
-import { checkInt, checkNumber, checkSeed } from '../core/validate';
+import { checkAllocation, checkInt, checkNumber, checkObject, checkOptions, checkSeed, describe } from '../core/validate';
 
 export interface Embeddings {
   /** Row-major [n, dim]. */
@@ -17,7 +17,8 @@ export interface Embeddings {
 }
 
 function checkEmbeddings(e: Embeddings, name: string): void {
-  if (!e || !(e.data instanceof Float32Array)) throw new TypeError(`${name}.data must be a Float32Array`);
+  checkObject(e, name);
+  if (!(e.data instanceof Float32Array)) throw new TypeError(`${name}.data must be a Float32Array, got ${describe(e.data)}`);
   checkInt(e.n, `${name}.n`, { min: 1 });
   checkInt(e.dim, `${name}.dim`, { min: 1 });
   if (e.data.length !== e.n * e.dim) throw new RangeError(`${name}.data has ${e.data.length} values, expected n*dim = ${e.n * e.dim}`);
@@ -25,8 +26,18 @@ function checkEmbeddings(e: Embeddings, name: string): void {
   for (let i = 0; i < e.data.length; i++) if (!Number.isFinite(e.data[i])) throw new RangeError(`${name}.data[${i}] is not finite`);
 }
 
+/** Every label of e in [0, numClasses). */
+function checkLabelRange(e: Embeddings, name: string, numClasses: number): void {
+  for (let i = 0; i < e.n; i++) {
+    if (e.labels[i] < 0 || e.labels[i] >= numClasses) throw new RangeError(`${name}.labels[${i}] = ${e.labels[i]} is outside [0, ${numClasses}) (numClasses ${numClasses})`);
+  }
+}
+
+const PROBE_KEYS = ['numClasses', 'epochs', 'lr', 'seed'] as const;
+
 /** Per-feature mean and standard deviation of train (population std, floored at 1e-6). */
 export function featureStats(train: Embeddings): { mean: Float64Array; std: Float64Array } {
+  checkEmbeddings(train, 'train');
   const { n, dim, data } = train;
   const mean = new Float64Array(dim);
   const std = new Float64Array(dim);
@@ -38,6 +49,8 @@ export function featureStats(train: Embeddings): { mean: Float64Array; std: Floa
 }
 
 export function standardize(e: Embeddings, stats: { mean: Float64Array; std: Float64Array }): Float32Array {
+  checkEmbeddings(e, 'e');
+  checkStats(stats, 'stats', e.dim);
   const out = new Float32Array(e.data.length);
   for (let i = 0; i < e.n; i++) for (let k = 0; k < e.dim; k++) out[i * e.dim + k] = (e.data[i * e.dim + k] - stats.mean[k]) / stats.std[k];
   return out;
@@ -63,13 +76,13 @@ export interface LinearProbe {
 /** Trains the softmax-regression probe full-batch on standardised train embeddings. */
 export function trainLinearProbe(train: Embeddings, options: LinearProbeOptions): LinearProbe {
   checkEmbeddings(train, 'train');
-  const C = checkInt(options.numClasses, 'numClasses', { min: 2 });
+  if (options === undefined) throw new TypeError('options.numClasses is required');
+  checkOptions(options, 'options', PROBE_KEYS);
+  const C = checkInt(options.numClasses, 'numClasses', { min: 2, max: 1e6 });
   const epochs = checkInt(options.epochs ?? 100, 'epochs', { min: 1 });
   const lr = checkNumber(options.lr ?? 1e-2, 'lr', { gt: 0 });
   const seed = checkSeed(options.seed ?? 0);
-  for (let i = 0; i < train.n; i++) {
-    if (train.labels[i] < 0 || train.labels[i] >= C) throw new RangeError(`train.labels[${i}] is outside [0, ${C})`);
-  }
+  checkLabelRange(train, 'train', C);
   const stats = featureStats(train);
   const x = keep(Tensor.from(standardize(train, stats), [train.n, train.dim]));
   // Small random init (seeded) rather than zeros, as nn.Linear would.
@@ -100,6 +113,14 @@ export function trainLinearProbe(train: Embeddings, options: LinearProbeOptions)
 
 /** Class predictions of a probe for embeddings e. */
 export function probePredict(probe: LinearProbe, e: Embeddings): Int32Array {
+  checkObject(probe, 'probe');
+  checkInt(probe.numClasses, 'probe.numClasses', { min: 2, max: 1e6 });
+  checkInt(probe.dim, 'probe.dim', { min: 1 });
+  if (!(probe.weight instanceof Float32Array) || probe.weight.length !== probe.numClasses * probe.dim) {
+    throw new TypeError(`probe.weight must be a Float32Array of numClasses * dim = ${probe.numClasses * probe.dim} values`);
+  }
+  if (!(probe.bias instanceof Float32Array) || probe.bias.length !== probe.numClasses) throw new TypeError(`probe.bias must be a Float32Array of numClasses = ${probe.numClasses} values`);
+  checkStats(probe.stats, 'probe.stats', probe.dim);
   checkEmbeddings(e, 'embeddings');
   if (e.dim !== probe.dim) throw new RangeError(`embeddings have dim ${e.dim}, the probe expects ${probe.dim}`);
   const logits = noGrad(() =>
@@ -118,6 +139,8 @@ export function probePredict(probe: LinearProbe, e: Embeddings): Int32Array {
 }
 
 export function accuracy(pred: Int32Array, labels: Int32Array): number {
+  if (!(pred instanceof Int32Array)) throw new TypeError(`pred must be an Int32Array, got ${describe(pred)}`);
+  if (!(labels instanceof Int32Array)) throw new TypeError(`labels must be an Int32Array, got ${describe(labels)}`);
   if (pred.length !== labels.length || pred.length === 0) throw new RangeError('pred and labels must have the same non-zero length');
   let ok = 0;
   for (let i = 0; i < pred.length; i++) if (pred[i] === labels[i]) ok++;
@@ -126,6 +149,9 @@ export function accuracy(pred: Int32Array, labels: Int32Array): number {
 
 /** Fraction of positions where two prediction vectors agree. */
 export function agreement(a: Int32Array, b: Int32Array): number {
+  if (!(a instanceof Int32Array)) throw new TypeError(`a must be an Int32Array, got ${describe(a)}`);
+  if (!(b instanceof Int32Array)) throw new TypeError(`b must be an Int32Array, got ${describe(b)}`);
+  if (a.length !== b.length || a.length === 0) throw new RangeError('a and b must have the same non-zero length');
   return accuracy(a, b);
 }
 
@@ -138,7 +164,12 @@ export interface ProbeResult {
 
 /** The whole protocol: train on train, report accuracy on test. */
 export function linearProbe(train: Embeddings, test: Embeddings, options: LinearProbeOptions): ProbeResult {
+  checkEmbeddings(train, 'train');
   checkEmbeddings(test, 'test');
+  if (train.dim !== test.dim) throw new RangeError(`train has dim ${train.dim} but test has dim ${test.dim}`);
+  if (options === undefined) throw new TypeError('options.numClasses is required');
+  checkOptions(options, 'options', PROBE_KEYS);
+  checkLabelRange(test, 'test', checkInt(options.numClasses, 'numClasses', { min: 2, max: 1e6 }));
   const probe = trainLinearProbe(train, options);
   const predictions = probePredict(probe, test);
   return {
@@ -157,10 +188,15 @@ export function linearProbe(train: Embeddings, test: Embeddings, options: Linear
 export function knnAccuracy(train: Embeddings, test: Embeddings, options: { numClasses: number; k?: number; temperature?: number }): number {
   checkEmbeddings(train, 'train');
   checkEmbeddings(test, 'test');
-  if (train.dim !== test.dim) throw new RangeError('train and test embeddings differ in dim');
-  const C = checkInt(options.numClasses, 'numClasses', { min: 2 });
+  if (train.dim !== test.dim) throw new RangeError(`train has dim ${train.dim} but test has dim ${test.dim}`);
+  if (options === undefined) throw new TypeError('options.numClasses is required');
+  checkOptions(options, 'options', ['numClasses', 'k', 'temperature']);
+  const C = checkInt(options.numClasses, 'numClasses', { min: 2, max: 1e6 });
+  checkLabelRange(train, 'train', C);
+  checkLabelRange(test, 'test', C);
   const k = Math.min(checkInt(options.k ?? 200, 'k', { min: 1 }), train.n);
   const temp = checkNumber(options.temperature ?? 0.1, 'temperature', { gt: 0 });
+  checkAllocation(Math.min(512, test.n) * train.n, 4, `the similarity block (${Math.min(512, test.n)} x ${train.n})`);
   const chunk = 512;
   let correct = 0;
   const trainT = Tensor.from(train.data, [train.n, train.dim]);
@@ -186,6 +222,15 @@ export function knnAccuracy(train: Embeddings, test: Embeddings, options: { numC
     trainT.dispose();
   }
   return correct / test.n;
+}
+
+function checkStats(stats: unknown, name: string, dim: number): void {
+  const s = checkObject(stats, name);
+  for (const key of ['mean', 'std'] as const) {
+    const v = s[key];
+    if (!(v instanceof Float64Array) || v.length !== dim) throw new TypeError(`${name}.${key} must be a Float64Array of ${dim} values, got ${describe(v)}`);
+    for (let i = 0; i < dim; i++) if (!Number.isFinite(v[i]) || (key === 'std' && !(v[i] > 0))) throw new RangeError(`${name}.${key}[${i}] = ${v[i]} is not ${key === 'std' ? 'a positive' : 'a finite'} number`);
+  }
 }
 
 /** Moves the indices of the k largest values to idx[0..k) (quickselect; order within unspecified). */

@@ -5,7 +5,9 @@ import * as path from 'node:path';
 import { loadDataset, BUILTIN_DATASETS, type BuiltinName } from '../data/builtin';
 import { loadCifar10 } from '../data/cifar';
 import { loadImageFolder } from '../data/folder';
+import { readPoisonedDataset } from '../data/poisoned';
 import { subset, datasetSize, type Dataset } from '../data/dataset';
+import { checkInt, checkOptions, describe } from '../core/validate';
 
 export interface TaskData {
   name: string;
@@ -22,8 +24,9 @@ export interface TaskOptions {
 }
 
 export async function loadTask(spec: string, options: TaskOptions = {}): Promise<TaskData> {
-  if (typeof spec !== 'string' || spec === '') throw new TypeError('task must be a non-empty string');
-  const limit = options.limit;
+  if (typeof spec !== 'string' || spec === '') throw new TypeError(`spec must be a non-empty string (the task), got ${describe(spec)}`);
+  checkOptions(options, 'options', ['limit', 'size', 'channels']);
+  const limit = options.limit === undefined ? undefined : checkInt(options.limit, 'options.limit', { min: 1 });
   if ((BUILTIN_DATASETS as readonly string[]).includes(spec)) {
     const name = spec as BuiltinName;
     return { name, train: loadDataset(name, { split: 'train', limit }), test: loadDataset(name, { split: 'test', limit }) };
@@ -50,5 +53,14 @@ export async function loadTask(spec: string, options: TaskOptions = {}): Promise
     const cut = (a: number[]) => (limit ? a.slice(0, limit) : a);
     return { name: `folder:${where}`, train: subset(all, cut(trainIdx), `${all.name}/train`), test: subset(all, cut(testIdx), `${all.name}/test`) };
   }
-  throw new RangeError(`unknown task ${JSON.stringify(spec)}: expected fashion-mnist, mnist, cifar10:PATH or folder:PATH`);
+  if (kind === 'poisoned' && where) {
+    // A poisoned pre-training set (lib/data/poisoned.ts): TRAIN is the whole
+    // file (a limit would change the poisoning rate), TEST the clean TEST
+    // split of its base when that is a built-in dataset, else the file itself.
+    const { dataset, manifest } = readPoisonedDataset(where);
+    const base = manifest.base.split('/')[0];
+    const test = (BUILTIN_DATASETS as readonly string[]).includes(base) ? loadDataset(base as BuiltinName, { split: 'test', limit }) : dataset;
+    return { name: `poisoned:${where}`, train: dataset, test };
+  }
+  throw new RangeError(`unknown task ${JSON.stringify(spec)}: expected fashion-mnist, mnist, cifar10:PATH, folder:PATH or poisoned:PATH`);
 }

@@ -13,11 +13,33 @@
 // problem: a damaged or foreign file never turns into garbage weights.
 // F32 is read as is; F16, BF16 and F64 are accepted and converted to float32;
 // any other dtype is refused.
+//
+// Integrity: safetensors has no checksum, so a flipped bit in the weights (or
+// two same-size tensors with swapped offsets) would load silently. encsec's
+// files carry one in __metadata__ (strings, so any safetensors reader still
+// reads them):
+//   "encsec.sha256":    SHA-256 (hex) of the whole file as written, with these
+//                       64 hex digits read as "0" characters;
+//   "encsec.integrity": a fixed marker, "sha256-v1" (the digest scheme).
+// The digest covers every byte: the length prefix, the header (metadata,
+// names, dtypes, shapes, offsets, padding) and the data. A file with either
+// key must carry a digest that matches (a flipped bit in one key leaves the
+// other, so it cannot pass as a foreign file); a file with neither (written
+// elsewhere, or by an older encsec) loads with `verified: false`. The two keys
+// are reserved: they are not returned in `metadata` and cannot be passed in.
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Tensor } from '../core/tensor';
-import { checkShape, checkTensor } from '../core/validate';
-import { writeFileAtomic } from './atomic';
+import { checkAllocShape, checkOptions, checkTensor, describe } from '../core/validate';
+import { checkPath, removeStaleTemporaries, writeFileAtomic } from './atomic';
+
+/** Metadata key of the file's SHA-256 (see above). */
+export const DIGEST_KEY = 'encsec.sha256';
+/** Metadata key of the digest scheme marker. */
+export const INTEGRITY_KEY = 'encsec.integrity';
+export const INTEGRITY_SCHEME = 'sha256-v1';
+const DIGEST_PLACEHOLDER = '0'.repeat(64);
 
 /** Largest header accepted (the reference implementation's limit). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -36,7 +58,50 @@ export interface SafetensorsEntry {
 export interface ParsedSafetensors {
   /** In the order of the data buffer. */
   tensors: Map<string, SafetensorsEntry>;
+  /** The file's metadata, without the reserved integrity keys. */
   metadata: Record<string, string>;
+  /** True when the file carried an encsec digest and it matched; false when it carried none (a file from elsewhere). */
+  verified: boolean;
+}
+
+/** SHA-256 (hex) of buf with the 64 bytes at `at` read as "0" characters. */
+function fileDigest(parts: readonly Uint8Array[], at: { part: number; offset: number }): string {
+  const h = crypto.createHash('sha256');
+  parts.forEach((p, i) => {
+    if (i !== at.part) {
+      h.update(p);
+      return;
+    }
+    h.update(p.subarray(0, at.offset));
+    h.update(DIGEST_PLACEHOLDER);
+    h.update(p.subarray(at.offset + 64));
+  });
+  return h.digest('hex');
+}
+
+/**
+ * Checks the digest of a file whose header was parsed: returns true when it
+ * carries one and it matches, false when it carries no integrity keys at all;
+ * throws (naming the file) when it carries either key and the check fails.
+ */
+function verifyDigest(buf: Uint8Array, headerEnd: number, metadata: Record<string, string>, source: string): boolean {
+  const digest = metadata[DIGEST_KEY];
+  const scheme = metadata[INTEGRITY_KEY];
+  if (digest === undefined && scheme === undefined) return false;
+  if (digest === undefined) fail(source, `the file is marked as carrying an encsec digest (${INTEGRITY_KEY}) but has no ${DIGEST_KEY}: damaged`);
+  if (scheme !== INTEGRITY_SCHEME) fail(source, `unknown digest scheme ${JSON.stringify(scheme ?? null)} (${INTEGRITY_KEY}), expected ${JSON.stringify(INTEGRITY_SCHEME)}: damaged, or written by a newer encsec`);
+  if (!/^[0-9a-f]{64}$/.test(digest)) fail(source, `${DIGEST_KEY} is not 64 hex digits: damaged`);
+  // The digest's own bytes, as the writer laid them out (compact JSON): exactly once in the header.
+  const needle = Buffer.from(`"${DIGEST_KEY}":"${digest}"`, 'utf8');
+  const header = Buffer.from(buf.buffer, buf.byteOffset + 8, headerEnd - 8);
+  const first = header.indexOf(needle);
+  if (first < 0 || header.indexOf(needle, first + 1) >= 0) fail(source, `${DIGEST_KEY} is not laid out as encsec writes it: damaged`);
+  const at = 8 + first + needle.length - 65;
+  const actual = fileDigest([buf], { part: 0, offset: at });
+  if (actual !== digest) {
+    fail(source, `SHA-256 mismatch: the file's data or header was altered or damaged after it was written (${DIGEST_KEY} ${digest.slice(0, 12)}..., content ${actual.slice(0, 12)}...)`);
+  }
+  return true;
 }
 
 function fail(source: string, problem: string): never {
@@ -160,6 +225,9 @@ export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): ParsedSa
     pos = e.end;
   }
   if (pos !== dataLen) fail(source, `the tensors cover ${pos} bytes but the data buffer has ${dataLen} (file size does not match the header)`);
+  const verified = verifyDigest(buf, dataStart, metadata, source);
+  delete metadata[DIGEST_KEY];
+  delete metadata[INTEGRITY_KEY];
 
   const tensors = new Map<string, SafetensorsEntry>();
   for (const e of entries) {
@@ -167,27 +235,52 @@ export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): ParsedSa
     const data = decodeValues(buf.subarray(dataStart + e.begin, dataStart + e.end), e.dtype, numel);
     tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
   }
-  return { tensors, metadata };
+  return { tensors, metadata, verified };
+}
+
+/** Checks metadata: a plain object of strings, without the reserved integrity keys. */
+function checkMetadata(metadata: unknown): Record<string, string> {
+  if (!isPlainObject(metadata)) throw new TypeError(`metadata must be an object of strings, got ${describe(metadata)}`);
+  for (const k of Reflect.ownKeys(metadata)) {
+    if (typeof k === 'symbol') throw new TypeError('metadata has a symbol key; keys must be strings');
+    const v = metadata[k];
+    if (typeof v !== 'string') throw new TypeError(`metadata.${k} must be a string, got ${describe(v)}`);
+    if (k === DIGEST_KEY || k === INTEGRITY_KEY) throw new RangeError(`metadata.${k} is reserved: encsec writes it (the file's digest)`);
+  }
+  return metadata as Record<string, string>;
 }
 
 /**
- * The bytes of a safetensors file holding float32 tensors: [header, data of
- * each tensor in name order]. Names must be non-empty and not "__metadata__".
+ * The bytes of a safetensors file holding float32 tensors: [length, header,
+ * data of each tensor in name order]. Names must be non-empty and not
+ * "__metadata__". With options.digest (default true) the header carries the
+ * file's SHA-256 (see the top of this file).
  */
-export function serializeSafetensors(tensors: Map<string, { shape: readonly number[]; data: Float32Array }>, metadata: Record<string, string> = {}): Uint8Array[] {
-  if (!(tensors instanceof Map)) throw new TypeError('tensors must be a Map from names to tensors');
-  if (!isPlainObject(metadata)) throw new TypeError('metadata must be an object of strings');
-  for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new TypeError(`metadata.${k} must be a string, got ${typeof v}`);
+export function serializeSafetensors(
+  tensors: Map<string, { shape: readonly number[]; data: Float32Array }>,
+  metadata: Record<string, string> = {},
+  options: { digest?: boolean } = {},
+): Uint8Array[] {
+  if (!(tensors instanceof Map)) throw new TypeError(`tensors must be a Map from names to tensors, got ${describe(tensors)}`);
+  checkMetadata(metadata);
+  const withDigest = checkOptions(options, 'options', ['digest']).digest ?? true;
+  if (typeof withDigest !== 'boolean') throw new TypeError(`options.digest must be a boolean, got ${describe(withDigest)}`);
   const names = [...tensors.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length > 0) header.__metadata__ = { ...metadata };
+  const meta: Record<string, string> = { ...metadata };
+  if (withDigest) {
+    meta[INTEGRITY_KEY] = INTEGRITY_SCHEME;
+    meta[DIGEST_KEY] = DIGEST_PLACEHOLDER;
+  }
+  if (Object.keys(meta).length > 0) header.__metadata__ = meta;
   const parts: Uint8Array[] = [];
   let offset = 0;
   for (const name of names) {
     if (typeof name !== 'string' || name === '') throw new TypeError('tensor names must be non-empty strings');
     if (name === '__metadata__') throw new RangeError('"__metadata__" is reserved and cannot name a tensor');
     const t = tensors.get(name)!;
-    checkShape(t.shape, `shape of "${name}"`);
+    if (t === null || typeof t !== 'object') throw new TypeError(`tensor "${name}" must be { shape, data }, got ${describe(t)}`);
+    checkAllocShape(t.shape, `shape of "${name}"`);
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (!(t.data instanceof Float32Array) || t.data.length !== numel) throw new RangeError(`tensor "${name}" has ${t.data?.length} values but shape [${t.shape.join(', ')}]`);
     let bytes: Uint8Array;
@@ -208,13 +301,24 @@ export function serializeSafetensors(tensors: Map<string, { shape: readonly numb
   const jsonBytes = Buffer.from(json, 'utf8');
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(jsonBytes.length), 0);
-  return [prefix, jsonBytes, ...parts];
+  const out = [prefix, jsonBytes, ...parts];
+  if (withDigest) {
+    const needle = Buffer.from(`"${DIGEST_KEY}":"${DIGEST_PLACEHOLDER}"`, 'utf8');
+    const at = jsonBytes.indexOf(needle) + needle.length - 65;
+    jsonBytes.write(fileDigest(out, { part: 1, offset: at }), at, 'latin1');
+  }
+  return out;
 }
 
 /** Writes tensors (float32) and string metadata to a safetensors file, atomically. */
 export function saveSafetensors(file: string, tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): void {
-  if (typeof file !== 'string' || file === '') throw new TypeError('file must be a non-empty path');
-  if (!(tensors instanceof Map)) throw new TypeError('tensors must be a Map from names to Tensors');
+  checkPath(file);
+  if (!(tensors instanceof Map)) throw new TypeError(`tensors must be a Map from names to Tensors, got ${describe(tensors)}`);
+  checkMetadata(metadata);
+  for (const [name, t] of tensors) {
+    if (typeof name !== 'string' || name === '') throw new TypeError(`tensor names must be non-empty strings, got ${typeof name === 'string' ? 'an empty string' : describe(name)}`);
+    checkTensor(t, `tensors.get(${JSON.stringify(name)})`);
+  }
   const host = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const [name, t] of tensors) {
     checkTensor(t, `tensors.get(${JSON.stringify(name)})`);
@@ -228,10 +332,14 @@ export function saveSafetensors(file: string, tensors: Map<string, Tensor>, meta
  * metadata. Every check of parseSafetensors applies, and every value must be
  * finite; any problem is an Error naming the file.
  */
-export function loadSafetensors(file: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
-  if (typeof file !== 'string' || file === '') throw new TypeError('file must be a non-empty path');
+export function loadSafetensors(file: string): { tensors: Map<string, Tensor>; metadata: Record<string, string>; verified: boolean } {
+  checkPath(file);
+  removeStaleTemporaries(file);
   let buf: Buffer;
   try {
+    const st = fs.statSync(file);
+    if (st.isDirectory()) throw new Error('it is a folder');
+    if (st.size > 2 ** 31 - 1) throw new Error(`it is ${st.size} bytes, more than the 2 GiB this reader takes`);
     buf = fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -254,5 +362,5 @@ export function loadSafetensors(file: string): { tensors: Map<string, Tensor>; m
     for (const t of tensors.values()) t.dispose();
     fail(file, `tensor "${current}" cannot be loaded: ${(err as Error).message}`);
   }
-  return { tensors, metadata: parsed.metadata };
+  return { tensors, metadata: parsed.metadata, verified: parsed.verified };
 }

@@ -6,8 +6,8 @@
 //     max-pool, BasicBlocks [2,2,2,2] with 64,128,256,512 channels) -> 512-d.
 import { Tensor } from '../core/tensor';
 import * as ops from '../core/ops';
-import { checkInt, checkOneOf, checkSeed } from '../core/validate';
-import { BatchNorm2d, Conv2d, ConvBnReLU, GlobalAvgPool, Linear, MaxPool2d, Module, PlanBuilder, ReLU, Sequential } from './module';
+import { checkInt, checkOneOf, checkOptions, checkSeed, describe } from '../core/validate';
+import { BatchNorm2d, Conv2d, ConvBnReLU, GlobalAvgPool, Linear, MaxPool2d, Module, PlanBuilder, ReLU, Sequential, checkPlanArgs } from './module';
 
 export const ARCHITECTURES = ['cnn-small', 'resnet18-cifar'] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
@@ -36,6 +36,11 @@ export class BasicBlock extends Module {
   readonly shortcutBn: BatchNorm2d | null;
   constructor(inC: number, outC: number, stride: number, seed: number, streams: StreamCounter) {
     super();
+    checkInt(stride, 'stride', { min: 1, max: 64 });
+    checkSeed(seed, 'seed');
+    if (streams === null || typeof streams !== 'object' || typeof (streams as { next?: unknown }).next !== 'function') {
+      throw new TypeError(`streams must be a stream counter { next(): number } (BasicBlock is built by Encoder), got ${describe(streams)}`);
+    }
     this.cbr1 = this.registerModule('cbr1', new ConvBnReLU(inC, outC, 3, { stride, padding: 1, seed, stream: streams.next() }));
     this.conv2 = this.registerModule('conv2', new Conv2d(outC, outC, 3, { padding: 1, bias: false, seed, stream: streams.next() }));
     this.bn2 = this.registerModule('bn2', new BatchNorm2d(outC));
@@ -53,6 +58,7 @@ export class BasicBlock extends Module {
     return ops.relu(ops.add(h, s));
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     const h = this.bn2.plan(b, this.conv2.plan(b, this.cbr1.plan(b, input)));
     const s = this.shortcutConv ? this.shortcutBn!.plan(b, this.shortcutConv.plan(b, input)) : input;
     return b.add({ op: 'relu' }, b.addSum(h, s));
@@ -64,9 +70,11 @@ export class Encoder extends Module {
   readonly net: Sequential;
   constructor(readonly config: EncoderConfig) {
     super();
-    const arch = checkOneOf(config.arch, 'arch', ARCHITECTURES);
-    const inC = checkInt(config.inChannels, 'inChannels', { min: 1, max: 4 });
-    const seed = checkSeed(config.seed);
+    if (config === undefined) throw new TypeError('config must be an object { arch, inChannels, seed }, got undefined');
+    checkOptions(config, 'config', ['arch', 'inChannels', 'seed']);
+    const arch = checkOneOf(config.arch, 'config.arch', ARCHITECTURES);
+    const inC = checkInt(config.inChannels, 'config.inChannels', { min: 1, max: 4 });
+    const seed = checkSeed(config.seed, 'config.seed');
     const st = new StreamCounter();
     if (arch === 'cnn-small') {
       this.net = new Sequential(
@@ -106,6 +114,7 @@ export class Encoder extends Module {
   }
 
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return this.net.plan(b, input);
   }
 }
@@ -115,6 +124,9 @@ export class ProjectionHead extends Module {
   readonly net: Sequential;
   constructor(readonly inDim: number, readonly outDim: number, seed: number) {
     super();
+    checkInt(inDim, 'inDim', { min: 1, max: 65536 });
+    checkInt(outDim, 'outDim', { min: 1, max: 65536 });
+    checkSeed(seed, 'seed');
     this.net = this.registerModule(
       'net',
       new Sequential(new Linear(inDim, inDim, { seed, stream: 1000 }), new ReLU(), new Linear(inDim, outDim, { seed, stream: 1001 })),
@@ -124,14 +136,18 @@ export class ProjectionHead extends Module {
     return this.net.forward(x);
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return this.net.plan(b, input);
   }
 }
 
 export function projectionDim(arch: Architecture): number {
+  checkOneOf(arch, 'arch', ARCHITECTURES);
   return arch === 'cnn-small' ? 64 : 128;
 }
 
 export function createEncoder(arch: Architecture, opts: { inChannels?: number; seed?: number } = {}): Encoder {
+  checkOneOf(arch, 'arch', ARCHITECTURES);
+  checkOptions(opts, 'options', ['inChannels', 'seed']);
   return new Encoder({ arch, inChannels: opts.inChannels ?? (arch === 'cnn-small' ? 1 : 3), seed: opts.seed ?? 0 });
 }

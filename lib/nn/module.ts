@@ -1,9 +1,11 @@
 // Modules: parameters and buffers with names (for checkpoints), train/eval
 // mode, and a compiled inference plan so that `embed()` runs off the event loop.
-import { Tensor, keep, noGrad, tidy } from '../core/tensor';
+import { Tensor, isGradEnabled, keep, noGrad, tidy } from '../core/tensor';
 import * as ops from '../core/ops';
 import { native, type PlanStep } from '../core/native';
-import { checkInt, checkNdim, checkSeed, checkTensor } from '../core/validate';
+import { checkBool, checkInt, checkNdim, checkNumber, checkObject, checkOptions, checkSeed, checkTensor, describe } from '../core/validate';
+
+const PLAN_OPS: readonly string[] = ['conv', 'convBnRelu', 'bn', 'relu', 'maxpool', 'gap', 'linear', 'add'];
 
 /** Builds an inference plan: registers are numbered, 0 is the input. */
 export class PlanBuilder {
@@ -12,6 +14,9 @@ export class PlanBuilder {
 
   /** Appends a step reading register `input`; returns the register it writes. */
   add(step: Omit<PlanStep, 'in' | 'out'>, input: number): number {
+    const st = checkObject(step, 'step');
+    if (typeof st.op !== 'string' || !PLAN_OPS.includes(st.op)) throw new RangeError(`step.op must be one of ${PLAN_OPS.join(', ')}, got ${describe(st.op)}`);
+    checkInt(input, 'input', { min: 0, max: this.next - 1 });
     const out = this.next++;
     this.steps.push({ ...step, in: input, out } as PlanStep);
     return out;
@@ -19,6 +24,8 @@ export class PlanBuilder {
 
   /** Appends an element-wise sum of two registers; returns the register it writes. */
   addSum(a: number, b: number): number {
+    checkInt(a, 'a', { min: 0, max: this.next - 1 });
+    checkInt(b, 'b', { min: 0, max: this.next - 1 });
     const out = this.next++;
     this.steps.push({ op: 'add', in: a, in2: b, out });
     return out;
@@ -27,6 +34,16 @@ export class PlanBuilder {
   get registers(): number {
     return this.next;
   }
+}
+
+function checkName(name: unknown): void {
+  if (typeof name !== 'string' || name === '') throw new TypeError(`name must be a non-empty string, got ${describe(name)}`);
+}
+
+/** The arguments of Module.plan(builder, input). */
+export function checkPlanArgs(b: unknown, input: unknown): void {
+  if (!(b instanceof PlanBuilder)) throw new TypeError(`builder must be a PlanBuilder, got ${describe(b)}`);
+  checkInt(input, 'input', { min: 0, max: b.registers - 1 });
 }
 
 export abstract class Module {
@@ -43,6 +60,8 @@ export abstract class Module {
   abstract plan(builder: PlanBuilder, input: number): number;
 
   protected registerParameter(name: string, t: Tensor): Tensor {
+    checkName(name);
+    checkTensor(t, 't');
     t.requiresGrad_(true);
     keep(t);
     this.params.set(name, t);
@@ -50,18 +69,23 @@ export abstract class Module {
   }
 
   protected registerBuffer(name: string, t: Tensor): Tensor {
+    checkName(name);
+    checkTensor(t, 't');
     keep(t);
     this.buffers.set(name, t);
     return t;
   }
 
   protected registerModule<M extends Module>(name: string, m: M): M {
+    checkName(name);
+    if (!(m instanceof Module)) throw new TypeError(`m must be a Module, got ${describe(m)}`);
     this.children.set(name, m);
     return m;
   }
 
   /** Parameters with dotted names (e.g. "0.weight"), in a stable order. */
   namedParameters(prefix = ''): [string, Tensor][] {
+    if (typeof prefix !== 'string') throw new TypeError(`prefix must be a string, got ${describe(prefix)}`);
     const out: [string, Tensor][] = [];
     for (const [n, t] of this.params) out.push([prefix + n, t]);
     for (const [n, m] of this.children) out.push(...m.namedParameters(`${prefix}${n}.`));
@@ -69,6 +93,7 @@ export abstract class Module {
   }
 
   namedBuffers(prefix = ''): [string, Tensor][] {
+    if (typeof prefix !== 'string') throw new TypeError(`prefix must be a string, got ${describe(prefix)}`);
     const out: [string, Tensor][] = [];
     for (const [n, t] of this.buffers) out.push([prefix + n, t]);
     for (const [n, m] of this.children) out.push(...m.namedBuffers(`${prefix}${n}.`));
@@ -90,6 +115,14 @@ export abstract class Module {
    * and never half-loaded.
    */
   loadStateDict(state: Map<string, Tensor>): void {
+    this.checkStateDict(state);
+    const own = this.stateDict();
+    for (const [name, t] of own) t.copy_(state.get(name)!);
+  }
+
+  /** The checks of loadStateDict, without copying anything: throws if `state` does not fit this module exactly. */
+  checkStateDict(state: Map<string, Tensor>): void {
+    if (!(state instanceof Map)) throw new TypeError(`state must be a Map from names to Tensors, got ${describe(state)}`);
     const own = this.stateDict();
     for (const [name, t] of own) {
       const src = state.get(name);
@@ -99,13 +132,32 @@ export abstract class Module {
         throw new RangeError(`state["${name}"] has shape [${src.shape.join(', ')}], expected [${t.shape.join(', ')}]`);
       }
     }
-    for (const name of state.keys()) if (!own.has(name)) throw new RangeError(`state dict has unexpected entry "${name}"`);
-    for (const [name, t] of own) t.copy_(state.get(name)!);
+    for (const name of state.keys()) if (!own.has(name)) throw new RangeError(`state dict has unexpected entry ${JSON.stringify(String(name))}`);
   }
 
   train(flag = true): this {
+    checkBool(flag, 'flag');
     this.training = flag;
     for (const m of this.children.values()) m.train(flag);
+    return this;
+  }
+
+  /** Whether batch norm runs frozen (see freezeBatchNorm). */
+  batchNormFrozen = false;
+
+  /**
+   * Frozen batch norm, whatever the train/eval flag: BN layers normalise with
+   * their running statistics, never update them, and treat their affine
+   * parameters as constants, while gradients still flow to the input and to
+   * the conv weights (eval-mode BN folded into the preceding conv). For
+   * fine-tuning a network whose BN must stay fixed (SSLGuard's F_w) and for
+   * gradients w.r.t. the input of a network in eval mode. BN's own
+   * parameters receive no gradient in this mode.
+   */
+  freezeBatchNorm(flag = true): this {
+    checkBool(flag, 'flag');
+    this.batchNormFrozen = flag;
+    for (const m of this.children.values()) m.freezeBatchNorm(flag);
     return this;
   }
 
@@ -169,7 +221,7 @@ export interface InitOptions {
 
 // Weight and bias of one layer draw from disjoint counter ranges of the stream.
 function streamOffsets(options: InitOptions): [number, number] {
-  const stream = checkInt(options.stream ?? 0, 'stream', { min: 0, max: 2 ** 20 });
+  const stream = checkInt(options.stream ?? 0, 'options.stream', { min: 0, max: 2 ** 20 });
   return [stream * 2 ** 32, stream * 2 ** 32 + 2 ** 31];
 }
 
@@ -183,10 +235,14 @@ export class Conv2d extends Module {
     readonly options: { stride?: number; padding?: number; bias?: boolean } & InitOptions = {},
   ) {
     super();
-    checkInt(inChannels, 'inChannels', { min: 1 });
-    checkInt(outChannels, 'outChannels', { min: 1 });
-    checkInt(kernelSize, 'kernelSize', { min: 1 });
-    const seed = checkSeed(options.seed ?? 0);
+    checkInt(inChannels, 'inChannels', { min: 1, max: 65536 });
+    checkInt(outChannels, 'outChannels', { min: 1, max: 65536 });
+    checkInt(kernelSize, 'kernelSize', { min: 1, max: 64 });
+    checkOptions(options, 'options', ['stride', 'padding', 'bias', 'seed', 'stream']);
+    if (options.stride !== undefined) checkInt(options.stride, 'options.stride', { min: 1, max: 64 });
+    if (options.padding !== undefined) checkInt(options.padding, 'options.padding', { min: 0, max: 64 });
+    if (options.bias !== undefined) checkBool(options.bias, 'options.bias');
+    const seed = checkSeed(options.seed ?? 0, 'options.seed');
     const fanIn = inChannels * kernelSize * kernelSize;
     const [wOff, bOff] = streamOffsets(options);
     this.weight = this.registerParameter('weight', uniformInit([outChannels, inChannels, kernelSize, kernelSize], fanIn, seed, wOff));
@@ -196,6 +252,7 @@ export class Conv2d extends Module {
     return ops.conv2d(x, this.weight, this.bias, { stride: this.options.stride ?? 1, padding: this.options.padding ?? 0 });
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return b.add({ op: 'conv', weight: this.weight.handle, bias: this.bias?.handle ?? null, stride: this.options.stride ?? 1, padding: this.options.padding ?? 0 }, input);
   }
 }
@@ -207,20 +264,47 @@ export class BatchNorm2d extends Module {
   readonly runningVar: Tensor;
   constructor(readonly channels: number, readonly options: { momentum?: number; eps?: number } = {}) {
     super();
-    checkInt(channels, 'channels', { min: 1 });
+    checkInt(channels, 'channels', { min: 1, max: 65536 });
+    checkOptions(options, 'options', ['momentum', 'eps']);
+    if (options.momentum !== undefined) checkNumber(options.momentum, 'options.momentum', { min: 0, max: 1 });
+    if (options.eps !== undefined) checkNumber(options.eps, 'options.eps', { gt: 0 });
     this.weight = this.registerParameter('weight', Tensor.ones([channels]));
     this.bias = this.registerParameter('bias', Tensor.zeros([channels]));
     this.runningMean = this.registerBuffer('running_mean', Tensor.zeros([channels]));
     this.runningVar = this.registerBuffer('running_var', Tensor.ones([channels]));
   }
+  /** Eval-mode BN as a per-channel affine map y = x * scale + shift (scale = gamma / sqrt(var + eps), shift = beta - mean * scale). */
+  frozenAffine(): { scale: Float32Array; shift: Float32Array } {
+    const g = this.weight.toArray();
+    const b = this.bias.toArray();
+    const mean = this.runningMean.toArray();
+    const v = this.runningVar.toArray();
+    const eps = this.options.eps ?? 1e-5;
+    const scale = new Float32Array(this.channels);
+    const shift = new Float32Array(this.channels);
+    for (let c = 0; c < this.channels; c++) {
+      scale[c] = g[c] / Math.sqrt(v[c] + eps);
+      shift[c] = b[c] - mean[c] * scale[c];
+    }
+    return { scale, shift };
+  }
   forward(x: Tensor): Tensor {
+    if (this.batchNormFrozen && isGradEnabled()) {
+      // Differentiable w.r.t. x: the affine map as a 1x1 convolution with a diagonal kernel.
+      const { scale, shift } = this.frozenAffine();
+      const C = this.channels;
+      const diag = new Float32Array(C * C);
+      for (let c = 0; c < C; c++) diag[c * C + c] = scale[c];
+      return ops.conv2d(x, Tensor.from(diag, [C, C, 1, 1]), Tensor.from(shift, [C]));
+    }
     return ops.batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
-      training: this.training,
+      training: this.training && !this.batchNormFrozen,
       momentum: this.options.momentum ?? 0.1,
       eps: this.options.eps ?? 1e-5,
     });
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return b.add({ op: 'bn', gamma: this.weight.handle, beta: this.bias.handle, runningMean: this.runningMean.handle, runningVar: this.runningVar.handle, eps: this.options.eps ?? 1e-5 }, input);
   }
 }
@@ -231,19 +315,30 @@ export class ConvBnReLU extends Module {
   readonly bn: BatchNorm2d;
   constructor(inChannels: number, outChannels: number, kernelSize: number, options: { stride?: number; padding?: number } & InitOptions = {}) {
     super();
+    checkOptions(options, 'options', ['stride', 'padding', 'seed', 'stream']);
     this.conv = this.registerModule('conv', new Conv2d(inChannels, outChannels, kernelSize, { ...options, bias: false }));
     this.bn = this.registerModule('bn', new BatchNorm2d(outChannels));
   }
   forward(x: Tensor): Tensor {
+    if (this.batchNormFrozen && isGradEnabled()) {
+      // Frozen BN folded into the conv: relu(conv(x, W * scale[oc]) + shift), differentiable w.r.t. x and W.
+      const { scale, shift } = this.bn.frozenAffine();
+      const per = this.conv.weight.size / scale.length;
+      const s = new Float32Array(this.conv.weight.size);
+      for (let i = 0; i < s.length; i++) s[i] = scale[Math.floor(i / per)];
+      const w = ops.mul(this.conv.weight, Tensor.from(s, this.conv.weight.shape));
+      return ops.relu(ops.conv2d(x, w, Tensor.from(shift, [shift.length]), { stride: this.conv.options.stride ?? 1, padding: this.conv.options.padding ?? 0 }));
+    }
     return ops.convBnRelu(x, this.conv.weight, null, this.bn.weight, this.bn.bias, this.bn.runningMean, this.bn.runningVar, {
       stride: this.conv.options.stride ?? 1,
       padding: this.conv.options.padding ?? 0,
-      training: this.training,
+      training: this.training && !this.batchNormFrozen,
       momentum: this.bn.options.momentum ?? 0.1,
       eps: this.bn.options.eps ?? 1e-5,
     });
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return b.add(
       {
         op: 'convBnRelu',
@@ -267,6 +362,7 @@ export class ReLU extends Module {
     return ops.relu(x);
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return b.add({ op: 'relu' }, input);
   }
 }
@@ -274,12 +370,13 @@ export class ReLU extends Module {
 export class MaxPool2d extends Module {
   constructor(readonly kernelSize = 2) {
     super();
-    checkInt(kernelSize, 'kernelSize', { min: 1 });
+    checkInt(kernelSize, 'kernelSize', { min: 1, max: 65536 });
   }
   forward(x: Tensor): Tensor {
     return ops.maxPool2d(x, this.kernelSize);
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return b.add({ op: 'maxpool', kernelSize: this.kernelSize }, input);
   }
 }
@@ -289,6 +386,7 @@ export class GlobalAvgPool extends Module {
     return ops.globalAvgPool(x);
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return b.add({ op: 'gap' }, input);
   }
 }
@@ -298,9 +396,11 @@ export class Linear extends Module {
   readonly bias: Tensor | null;
   constructor(readonly inFeatures: number, readonly outFeatures: number, options: { bias?: boolean } & InitOptions = {}) {
     super();
-    checkInt(inFeatures, 'inFeatures', { min: 1 });
-    checkInt(outFeatures, 'outFeatures', { min: 1 });
-    const seed = checkSeed(options.seed ?? 0);
+    checkInt(inFeatures, 'inFeatures', { min: 1, max: 2 ** 31 - 1 });
+    checkInt(outFeatures, 'outFeatures', { min: 1, max: 2 ** 31 - 1 });
+    checkOptions(options, 'options', ['bias', 'seed', 'stream']);
+    if (options.bias !== undefined) checkBool(options.bias, 'options.bias');
+    const seed = checkSeed(options.seed ?? 0, 'options.seed');
     const [wOff, bOff] = streamOffsets(options);
     this.weight = this.registerParameter('weight', uniformInit([outFeatures, inFeatures], inFeatures, seed, wOff));
     this.bias = options.bias === false ? null : this.registerParameter('bias', uniformInit([outFeatures], inFeatures, seed, bOff));
@@ -309,6 +409,7 @@ export class Linear extends Module {
     return ops.linear(x, this.weight, this.bias);
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     return b.add({ op: 'linear', weight: this.weight.handle, bias: this.bias?.handle ?? null }, input);
   }
 }
@@ -329,6 +430,7 @@ export class Sequential extends Module {
     return h;
   }
   plan(b: PlanBuilder, input: number): number {
+    checkPlanArgs(b, input);
     let r = input;
     for (const l of this.layers) r = l.plan(b, r);
     return r;
@@ -340,6 +442,7 @@ export class Sequential extends Module {
  * output for x. The event loop stays free while the kernels run.
  */
 export async function embedAsync(module: Module, x: Tensor): Promise<Tensor> {
+  if (!(module instanceof Module)) throw new TypeError(`module must be a Module, got ${describe(module)}`);
   checkTensor(x, 'x');
   checkNdim(x, 4, 'x', '[N, C, H, W]');
   const { steps, registers } = module.compile();
@@ -349,6 +452,7 @@ export async function embedAsync(module: Module, x: Tensor): Promise<Tensor> {
 
 /** The same plan, run synchronously (no autograd; eval mode). */
 export function embedSync(module: Module, x: Tensor): Tensor {
+  if (!(module instanceof Module)) throw new TypeError(`module must be a Module, got ${describe(module)}`);
   checkTensor(x, 'x');
   checkNdim(x, 4, 'x', '[N, C, H, W]');
   const { steps, registers } = module.compile();

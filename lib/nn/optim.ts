@@ -3,7 +3,18 @@
 // restored for resumable training.
 import { Tensor, keep } from '../core/tensor';
 import { native } from '../core/native';
-import { checkBool, checkNumber, checkObject, checkTensor } from '../core/validate';
+import { checkBool, checkInt, checkNumber, checkOptions, checkTensor, describe } from '../core/validate';
+
+/** Checks the shape of an OptimizerState before any of it is used. */
+function checkOptimizerState(state: unknown): OptimizerState {
+  if (state === null || typeof state !== 'object' || Array.isArray(state)) throw new TypeError(`state must be an OptimizerState { kind, step, tensors }, got ${describe(state)}`);
+  const s = state as Record<string, unknown>;
+  if (typeof s.kind !== 'string') throw new TypeError(`state.kind must be a string, got ${describe(s.kind)}`);
+  checkInt(s.step, 'state.step', { min: 0, max: Number.MAX_SAFE_INTEGER });
+  if (!(s.tensors instanceof Map)) throw new TypeError(`state.tensors must be a Map from slot names to Tensors, got ${describe(s.tensors)}`);
+  for (const [k, t] of s.tensors) checkTensor(t, `state.tensors.get(${JSON.stringify(k)})`);
+  return state as OptimizerState;
+}
 
 export interface OptimizerState {
   kind: string;
@@ -16,7 +27,7 @@ export abstract class Optimizer {
   readonly params: Tensor[];
   protected stepCount = 0;
   constructor(params: Tensor[]) {
-    if (!Array.isArray(params) || params.length === 0) throw new TypeError('params must be a non-empty array of tensors');
+    if (!Array.isArray(params) || params.length === 0) throw new TypeError(`params must be a non-empty array of tensors, got ${Array.isArray(params) ? 'an empty array' : describe(params)}`);
     params.forEach((p, i) => checkTensor(p, `params[${i}]`));
     this.params = params;
   }
@@ -55,8 +66,31 @@ export abstract class Optimizer {
 
   abstract state(): OptimizerState;
   abstract loadState(state: OptimizerState): void;
+  /** The optimizer's state kind ("sgd", "adam", "adamw"). */
+  protected abstract get kind(): string;
+  /** Slot names per parameter ("momentum"; "m", "v"). */
+  protected abstract get slotNames(): readonly string[];
+
+  /**
+   * The checks of loadState, without changing anything: the kind, the step,
+   * and that every state tensor is a known slot of an existing parameter with
+   * its number of elements.
+   */
+  checkState(state: OptimizerState): void {
+    checkOptimizerState(state);
+    if (state.kind !== this.kind) throw new RangeError(`optimizer state is for "${state.kind}", not "${this.kind}"`);
+    for (const [key, t] of state.tensors) {
+      const m = /^(\d+)\.(\w+)$/.exec(key);
+      const i = m ? Number(m[1]) : -1;
+      if (!m || i >= this.params.length || !this.slotNames.includes(m[2])) throw new RangeError(`optimizer state has unexpected entry ${JSON.stringify(key)}`);
+      if (t.size !== this.params[i].size) throw new RangeError(`optimizer state "${key}" has ${t.size} elements, expected ${this.params[i].size}`);
+    }
+  }
 
   protected slot(store: Map<number, Tensor>, index: number, like: Tensor): [Tensor, boolean] {
+    if (!(store instanceof Map)) throw new TypeError(`store must be a Map, got ${describe(store)}`);
+    checkInt(index, 'index', { min: 0, max: this.params.length - 1 });
+    checkTensor(like, 'like');
     let t = store.get(index);
     const fresh = t === undefined;
     if (!t) {
@@ -67,6 +101,9 @@ export abstract class Optimizer {
   }
 
   protected static restoreSlot(state: OptimizerState, key: string, like: Tensor): Tensor {
+    checkOptimizerState(state);
+    if (typeof key !== 'string') throw new TypeError(`key must be a string, got ${describe(key)}`);
+    checkTensor(like, 'like');
     const t = state.tensors.get(key);
     if (!t) throw new RangeError(`optimizer state is missing "${key}"`);
     if (t.size !== like.size) throw new RangeError(`optimizer state "${key}" has ${t.size} elements, expected ${like.size}`);
@@ -91,7 +128,8 @@ export class SGD extends Optimizer {
 
   constructor(params: Tensor[], options: SGDOptions) {
     super(params);
-    const o = checkObject(options, 'options');
+    if (options === undefined) throw new TypeError('options.lr is required: new SGD(params, { lr })');
+    const o = checkOptions(options, 'options', ['lr', 'momentum', 'weightDecay', 'nesterov']);
     this.lr = checkNumber(o.lr, 'lr', { min: 0 });
     this.momentum = o.momentum === undefined ? 0 : checkNumber(o.momentum, 'momentum', { min: 0, max: 1 });
     this.weightDecay = o.weightDecay === undefined ? 0 : checkNumber(o.weightDecay, 'weightDecay', { min: 0 });
@@ -109,8 +147,15 @@ export class SGD extends Optimizer {
     return { kind: 'sgd', step: this.stepCount, tensors };
   }
 
+  protected get kind(): string {
+    return 'sgd';
+  }
+  protected get slotNames(): readonly string[] {
+    return ['momentum'];
+  }
+
   loadState(state: OptimizerState): void {
-    if (state.kind !== 'sgd') throw new RangeError(`optimizer state is for "${state.kind}", not "sgd"`);
+    this.checkState(state);
     this.bufs.forEach((t) => t.dispose());
     this.bufs.clear();
     this.params.forEach((p, i) => {
@@ -143,7 +188,7 @@ export class Adam extends Optimizer {
 
   constructor(params: Tensor[], options: AdamOptions = {}) {
     super(params);
-    const o = checkObject(options, 'options');
+    const o = checkOptions(options, 'options', ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'decoupled']);
     this.lr = o.lr === undefined ? 1e-3 : checkNumber(o.lr, 'lr', { min: 0 });
     this.beta1 = o.beta1 === undefined ? 0.9 : checkNumber(o.beta1, 'beta1', { min: 0, lt: 1 });
     this.beta2 = o.beta2 === undefined ? 0.999 : checkNumber(o.beta2, 'beta2', { min: 0, lt: 1 });
@@ -165,9 +210,15 @@ export class Adam extends Optimizer {
     return { kind: this.decoupled ? 'adamw' : 'adam', step: this.stepCount, tensors };
   }
 
+  protected get kind(): string {
+    return this.decoupled ? 'adamw' : 'adam';
+  }
+  protected get slotNames(): readonly string[] {
+    return ['m', 'v'];
+  }
+
   loadState(state: OptimizerState): void {
-    const kind = this.decoupled ? 'adamw' : 'adam';
-    if (state.kind !== kind) throw new RangeError(`optimizer state is for "${state.kind}", not "${kind}"`);
+    this.checkState(state);
     for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
     this.m.clear();
     this.v.clear();

@@ -76,14 +76,10 @@ t.test('ops reject bad input with errors that name the argument', async (t) => {
   for (const [name, fn, cls, re] of cases) {
     tidy(() => t.throws(fn, { constructor: cls, message: re }, name));
   }
-  t.equal(info().backend, 'cpu', 'the process survived and still answers');
+  t.match(info(), { backend: /^(cpu|cuda)$/ }, 'the process survived and still answers');
 });
 
-t.test('setDevice("cuda") without a usable device says why', async (t) => {
-  if (info().backend === 'cuda') {
-    t.pass('a CUDA device is present: nothing to refuse');
-    return;
-  }
+t.test('setDevice("cuda") without a usable device says why', { skip: info().backend === 'cuda' ? 'a CUDA device is present: there is nothing to refuse on this machine' : false }, async (t) => {
   t.throws(() => setDevice('cuda'), /not usable: .+/);
   setDevice('cpu');
 });
@@ -131,5 +127,5 @@ t.test('the binding guards catch what bypasses lib/', async (t) => {
   d.dispose();
   t.throws(() => native.relu(d), /disposed/, 'a disposed handle');
   t.throws(() => d.toArray(), /disposed/, 'toArray on a disposed handle');
-  t.equal(native.info().backend, 'cpu', 'the process survived');
+  t.match(native.info(), { backend: /^(cpu|cuda)$/ }, 'the process survived');
 });

@@ -15,12 +15,11 @@ import {
   decodeAugmentParams,
   encodeAugmentParams,
   identityParams,
-  labelsOf,
   makeAugmentParams,
   roundHalfEven,
   sampleResizedCrop,
-  toTensor,
 } from '../../lib/data/augment';
+import { labelsOf, toTensor } from '../../lib/data/tensor';
 import { assertClose, rng } from '../helpers';
 
 function synthetic(n: number, channels: 1 | 3, height: number, width: number, seed: number): Dataset {
@@ -366,12 +365,24 @@ t.test('bad input is refused with a clear error', async (t) => {
   t.throws(() => augmentWithParams(gray, [0, 1], new Float32Array(AUG_PARAMS)), { message: /expected 14 per index/ });
   t.throws(() => augmentWithParams(gray, [0], [] as unknown as Float32Array), TypeError);
   const bad = (p: Partial<ImageAugmentParams>) => encodeAugmentParams([{ ...identityParams(28, 28), ...p }]);
+  // Raw records (not through encodeAugmentParams, which refuses these values itself): entry k set to v.
+  const raw = (k: number, v: number) => {
+    const r = encodeAugmentParams([identityParams(28, 28)]);
+    r[k] = v;
+    return r;
+  };
   t.throws(() => augmentWithParams(gray, [0], bad({ top: 5 })), { message: /crop box is outside the 28x28 image/ });
-  t.throws(() => augmentWithParams(gray, [0], bad({ width: 0 })), { message: /at least 1x1/ });
-  t.throws(() => augmentWithParams(gray, [0], bad({ left: 1.5 })), { message: /integers/ });
-  t.throws(() => augmentWithParams(gray, [0], bad({ order: [0, 1, 1, 3] })), { message: /permutation/ });
-  t.throws(() => augmentWithParams(gray, [0], bad({ brightness: -1 })), { message: /non-negative/ });
-  t.throws(() => augmentWithParams(gray, [0], bad({ hue: 0.6 })), { message: /hue/ });
-  t.throws(() => augmentWithParams(gray, [0], bad({ brightness: NaN })), { message: /not finite/ });
+  t.throws(() => augmentWithParams(gray, [0], raw(3, 0)), { message: /at least 1x1/ });
+  t.throws(() => augmentWithParams(gray, [0], raw(1, 1.5)), { message: /integers/ });
+  t.throws(() => bad({ width: 0 }), { name: 'RangeError', message: /list\[0\]\.width must be >= 1/ });
+  t.throws(() => bad({ left: 1.5 }), { name: 'RangeError', message: /list\[0\]\.left must be an integer/ });
+  t.throws(() => augmentWithParams(gray, [0], raw(11, 1)), { message: /permutation/ });
+  t.throws(() => augmentWithParams(gray, [0], raw(5, -1)), { message: /non-negative/ });
+  t.throws(() => augmentWithParams(gray, [0], raw(8, 0.6)), { message: /hue/ });
+  t.throws(() => augmentWithParams(gray, [0], raw(5, NaN)), { message: /not finite/ });
+  t.throws(() => bad({ order: [0, 1, 1, 3] }), { name: 'RangeError', message: /list\[0\]\.order must be a permutation/ });
+  t.throws(() => bad({ brightness: -1 }), { name: 'RangeError', message: /list\[0\]\.brightness must be >= 0/ });
+  t.throws(() => bad({ hue: 0.6 }), { name: 'RangeError', message: /list\[0\]\.hue must be <= 0\.5/ });
+  t.throws(() => bad({ brightness: NaN }), { name: 'RangeError', message: /list\[0\]\.brightness must be finite/ });
   t.throws(() => encodeAugmentParams([{ ...identityParams(28, 28), order: [0, 1] }]), RangeError);
 });

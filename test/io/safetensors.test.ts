@@ -3,6 +3,7 @@
 // naming the file; a fixture written by another tool (a Python script using
 // only struct/json, test/fixtures/make_tiny_safetensors.py) loads.
 import t from 'tap';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -62,7 +63,14 @@ t.test('the written file follows the format byte for byte', async (t) => {
   const header = JSON.parse(text) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   const keys = Object.keys(header);
   t.equal(keys[0], '__metadata__', '__metadata__ comes first');
-  t.same(header.__metadata__, { format: 'test', note: 'ünïcødé ✓' }, 'metadata stored as strings');
+  const digest = (header.__metadata__ as unknown as Record<string, string>)['encsec.sha256'];
+  t.match(digest, /^[0-9a-f]{64}$/, 'the digest: 64 hex digits');
+  t.same(header.__metadata__, { format: 'test', note: 'ünïcødé ✓', 'encsec.integrity': 'sha256-v1', 'encsec.sha256': digest }, 'metadata stored as strings, the integrity keys last');
+  // The digest, recomputed from its definition: SHA-256 of the file with its own 64 hex digits read as "0".
+  const at = buf.indexOf(`"encsec.sha256":"${digest}"`) + '"encsec.sha256":"'.length;
+  const zeroed = Buffer.from(buf);
+  zeroed.fill('0', at, at + 64);
+  t.equal(crypto.createHash('sha256').update(zeroed).digest('hex'), digest, 'digest = SHA-256 of the whole file with the digest zeroed');
   const names = keys.slice(1);
   t.same(names, [...s.keys()].sort(), 'tensors in name order');
   let pos = 0;
@@ -81,7 +89,7 @@ t.test('the written file follows the format byte for byte', async (t) => {
   }
   t.equal(buf.length, 8 + n + pos, 'file ends right after the last tensor');
   // The whole header, rebuilt from the spec: compact JSON, metadata then tensors in name order.
-  const expected: Record<string, unknown> = { __metadata__: { format: 'test', note: 'ünïcødé ✓' } };
+  const expected: Record<string, unknown> = { __metadata__: { format: 'test', note: 'ünïcødé ✓', 'encsec.integrity': 'sha256-v1', 'encsec.sha256': digest } };
   let off = 0;
   for (const name of [...s.keys()].sort()) {
     const src = s.get(name)!;
@@ -104,9 +112,9 @@ t.test('round trip: shapes, values and metadata', async (t) => {
     t.same(Array.from(x.toArray()), Array.from(v.data), `${k}: values bit-exact`);
     x.dispose();
   }
-  // Without metadata there is no __metadata__ key; the Map's order does not matter.
-  const a = serializeSafetensors(new Map([['b', { shape: [1], data: Float32Array.of(1) }], ['a', { shape: [1], data: Float32Array.of(2) }]]));
-  const b = serializeSafetensors(new Map([['a', { shape: [1], data: Float32Array.of(2) }], ['b', { shape: [1], data: Float32Array.of(1) }]]));
+  // Without metadata and digest there is no __metadata__ key; the Map's order does not matter.
+  const a = serializeSafetensors(new Map([['b', { shape: [1], data: Float32Array.of(1) }], ['a', { shape: [1], data: Float32Array.of(2) }]]), {}, { digest: false });
+  const b = serializeSafetensors(new Map([['a', { shape: [1], data: Float32Array.of(2) }], ['b', { shape: [1], data: Float32Array.of(1) }]]), {}, { digest: false });
   t.same(Buffer.concat(a), Buffer.concat(b), 'same bytes whatever the insertion order');
   t.notMatch(Buffer.concat(a).toString('latin1'), /__metadata__/, 'no empty __metadata__');
   const parsed = parseSafetensors(Buffer.concat(a));
