@@ -2,7 +2,7 @@
 export { Tensor, noGrad, tidy, keep, isGradEnabled } from './core/tensor';
 export type { GradNode, BackwardFn } from './core/tensor';
 export * as ops from './core/ops';
-export { info, setDevice, setThreads } from './core/backend';
+export { cacheBytes, clearCache, info, setDevice, setThreads } from './core/backend';
 export * as nn from './nn';
 export * as data from './data';
 export { saveSafetensors, loadSafetensors } from './io/safetensors';
@@ -17,4 +17,6 @@ export { createProgress } from './report/progress';
 export * as service from './service';
 export * as attacks from './attacks';
 export * as defenses from './defenses';
+export * as experiments from './experiments';
+export * as watermark from './watermark';
 export { FidelityEvaluator, meanRowCosine } from './eval/fidelity';

@@ -15,17 +15,18 @@
 // ((seed, 11), e), the augmentation of view j at step s of epoch e from
 // ((seed, 12, e, s), j). A run is reproducible on the same backend and
 // thread count.
-import { Tensor, noGrad, tidy } from '../core/tensor';
-import { checkInt, checkNumber, checkObject, checkOneOf, checkSeed } from '../core/validate';
+import { Tensor, keep, noGrad, tidy } from '../core/tensor';
+import * as ops from '../core/ops';
+import { checkInt, checkNumber, checkOneOf, checkOptions, checkSeed, checkTensor, describe } from '../core/validate';
 import { Adam } from '../nn/optim';
 import { ARCHITECTURES, type Architecture } from '../nn/encoders';
 import { checkDataset, datasetSize, subset, type Dataset } from '../data/dataset';
-import { augmentBatch, toTensor } from '../data/augment';
+import { augmentBatch } from '../data/augment';
+import { toTensor } from '../data/tensor';
 import { deriveSeed } from '../data/prng';
-import { epochPermutation } from '../data/batching';
-import { epochBatches } from '../ssl/simclr';
-import { silentProgress, type ProgressSink } from '../report/progress';
-import type { EncoderService } from '../service/service';
+import { epochBatches, epochPermutation } from '../data/batching';
+import { checkProgressSink, silentProgress, type ProgressSink } from '../report/progress';
+import { checkEmbeddingSource, type EmbeddingSource } from '../service/source';
 import { STEAL_METHODS, contStealLoss, cosineStealLoss, mseStealLoss, stolenEncoderLoss, type StealMethod } from './losses';
 import { Surrogate, createSurrogate } from './surrogate';
 
@@ -92,11 +93,16 @@ export interface StealResult {
   queried: Int32Array;
 }
 
+/** Every key a StealOptions object may have. */
+const STEAL_OPTION_KEYS = ['method', 'budget', ...Object.keys(STEAL_DEFAULTS), 'progress'];
+
 export function resolveStealConfig(o: StealOptions): StealConfig {
-  checkObject(o, 'options');
+  if (o === undefined) throw new TypeError('options must be an object { method, budget, ... }, got undefined');
+  checkOptions(o, 'options', STEAL_OPTION_KEYS);
+  if (o.progress !== undefined) checkProgressSink(o.progress, 'options.progress');
   const d = STEAL_DEFAULTS;
   const clientId = o.clientId ?? d.clientId;
-  if (typeof clientId !== 'string' || clientId === '') throw new TypeError('clientId must be a non-empty string');
+  if (typeof clientId !== 'string' || clientId === '') throw new TypeError(`clientId must be a non-empty string, got ${typeof clientId === 'string' ? 'an empty string' : describe(clientId)}`);
   return {
     method: checkOneOf(o.method, 'method', STEAL_METHODS),
     budget: checkInt(o.budget, 'budget', { min: 2, max: 2 ** 31 - 1 }),
@@ -116,20 +122,29 @@ export function resolveStealConfig(o: StealOptions): StealConfig {
 
 /** The query-set indices an attack with this budget, selection and seed queries. */
 export function selectQueries(n: number, budget: number, selection: 'random' | 'first', seed: number): Int32Array {
+  checkInt(n, 'n', { min: 1, max: 2 ** 31 - 1 });
+  checkInt(budget, 'budget', { min: 1, max: 2 ** 31 - 1 });
+  checkOneOf(selection, 'selection', ['random', 'first'] as const);
+  checkSeed(seed, 'seed');
   if (budget > n) throw new RangeError(`budget ${budget} is larger than the query set (${n} images)`);
   if (selection === 'first') return Int32Array.from({ length: budget }, (_, i) => i);
   return epochPermutation(n, deriveSeed(seed, 10), 0).slice(0, budget);
 }
 
-/** Rows `idx` of a row-major [n, d] array, as a tensor [idx.length, d]. */
-function gatherRows(cache: Float32Array, d: number, idx: Int32Array): Tensor {
-  const out = new Float32Array(idx.length * d);
-  for (let i = 0; i < idx.length; i++) out.set(cache.subarray(idx[i] * d, (idx[i] + 1) * d), i * d);
-  return Tensor.from(out, [idx.length, d]);
-}
-
 /** One training step's loss (with its graph) on the images `idx` of `data`, whose cached target embeddings are `t`. */
 export function stealLoss(cfg: StealConfig, surrogate: Surrogate, data: Dataset, idx: Int32Array, t: Tensor, augSeed: number): Tensor {
+  if (cfg === null || typeof cfg !== 'object') throw new TypeError(`cfg must be a steal config (from resolveStealConfig), got ${describe(cfg)}`);
+  checkOneOf(cfg.method, 'cfg.method', STEAL_METHODS);
+  if (cfg.method === 'stolenencoder') {
+    checkNumber(cfg.lambda, 'cfg.lambda', { min: 0, max: 1e6 });
+    checkInt(cfg.k, 'cfg.k', { min: 0, max: 64 });
+  }
+  if (cfg.method === 'contsteal') checkNumber(cfg.tau, 'cfg.tau', { gt: 0, max: 100 });
+  if (!(surrogate instanceof Surrogate)) throw new TypeError(`surrogate must be a Surrogate, got ${describe(surrogate)}`);
+  checkDataset(data, 'data', false);
+  if (!(idx instanceof Int32Array)) throw new TypeError(`idx must be an Int32Array of image indices, got ${describe(idx)}`);
+  checkTensor(t, 't');
+  checkSeed(augSeed, 'augSeed');
   switch (cfg.method) {
     case 'mse':
       return mseStealLoss(surrogate.forward(toTensor(data, idx)), t);
@@ -149,11 +164,13 @@ export function stealLoss(cfg: StealConfig, surrogate: Surrogate, data: Dataset,
 }
 
 /**
- * Steals the encoder behind `service` with the images of `queryData`: the
- * attack sees only the service. Throws the service's QueryBudgetExceeded if
- * the service refuses a query.
+ * Steals the encoder behind `source` (an EncoderService with its budget and
+ * defense, a remote API, ...) with the images of `queryData`: the attack sees
+ * only the source's answers. Throws the source's QueryBudgetExceeded if it
+ * refuses a query.
  */
-export async function stealEncoder(service: EncoderService, queryData: Dataset, options: StealOptions): Promise<StealResult> {
+export async function stealEncoder(source: EmbeddingSource, queryData: Dataset, options: StealOptions): Promise<StealResult> {
+  checkEmbeddingSource(source, 'source');
   checkDataset(queryData, 'queryData');
   const cfg = resolveStealConfig(options);
   const progress = options.progress ?? silentProgress;
@@ -161,29 +178,28 @@ export async function stealEncoder(service: EncoderService, queryData: Dataset, 
   const queried = selectQueries(datasetSize(queryData), cfg.budget, cfg.selection, cfg.seed);
   const data = subset(queryData, queried, `${queryData.name}[query ${cfg.budget}]`);
 
-  // 1. Query each selected image once; cache the embeddings.
-  const before = service.used(cfg.clientId);
-  let cache: Float32Array | null = null;
+  // 1. Query each selected image once; cache the embeddings. The cache
+  // stays native (one tensor [budget, d]); each step gathers its rows there.
+  let queriesSpent = 0;
+  const answers: Tensor[] = [];
   let dim = 0;
-  for (let s = 0; s < cfg.budget; s += cfg.queryBatchSize) {
-    const e = Math.min(cfg.budget, s + cfg.queryBatchSize);
-    const idx = Int32Array.from({ length: e - s }, (_, i) => s + i);
-    const emb = await service.embed(cfg.clientId, { dataset: data, indices: idx });
-    try {
-      if (emb.ndim !== 2 || emb.shape[0] !== e - s) throw new Error(`the service returned shape [${emb.shape.join(', ')}] for ${e - s} images`);
-      if (!cache) {
-        dim = emb.shape[1];
-        cache = new Float32Array(cfg.budget * dim);
-      } else if (emb.shape[1] !== dim) {
-        throw new Error(`the service returned ${emb.shape[1]}-d embeddings after ${dim}-d ones`);
-      }
-      cache.set(emb.toArray(), s * dim);
-    } finally {
-      emb.dispose();
+  let cache: Tensor;
+  try {
+    for (let s = 0; s < cfg.budget; s += cfg.queryBatchSize) {
+      const e = Math.min(cfg.budget, s + cfg.queryBatchSize);
+      const idx = Int32Array.from({ length: e - s }, (_, i) => s + i);
+      const emb = keep(await source.embed(cfg.clientId, { dataset: data, indices: idx }));
+      answers.push(emb);
+      queriesSpent += idx.length;
+      if (emb.ndim !== 2 || emb.shape[0] !== e - s) throw new Error(`the source returned shape [${emb.shape.join(', ')}] for ${e - s} images`);
+      if (s === 0) dim = emb.shape[1];
+      else if (emb.shape[1] !== dim) throw new Error(`the source returned ${emb.shape[1]}-d embeddings after ${dim}-d ones`);
+      progress.update({ task: `query:${cfg.method}`, step: e, steps: cfg.budget });
     }
-    progress.update({ task: `query:${cfg.method}`, step: e, steps: cfg.budget });
+    cache = keep(noGrad(() => (answers.length === 1 ? answers[0].clone() : ops.concatRows(answers))));
+  } finally {
+    for (const a of answers) a.dispose();
   }
-  const queriesSpent = service.used(cfg.clientId) - before;
   const querySeconds = (Date.now() - t0) / 1000;
   progress.event({ task: `steal:${cfg.method}`, queried: queriesSpent, dim, querySeconds });
 
@@ -201,7 +217,7 @@ export async function stealEncoder(service: EncoderService, queryData: Dataset, 
       let seen = 0;
       batches.forEach((idx, step) => {
         const loss = tidy(() => {
-          const l = stealLoss(cfg, surrogate, data, idx, gatherRows(cache!, dim, idx), deriveSeed(cfg.seed, 12, epoch, step));
+          const l = stealLoss(cfg, surrogate, data, idx, noGrad(() => ops.gatherRows(cache, idx)), deriveSeed(cfg.seed, 12, epoch, step));
           opt.zeroGrad();
           l.backward();
           opt.step();
@@ -230,6 +246,7 @@ export async function stealEncoder(service: EncoderService, queryData: Dataset, 
     surrogate.dispose();
     throw e;
   } finally {
+    cache.dispose();
     progress.stop();
     noGrad(() => opt.zeroGrad());
     for (const t of opt.state().tensors.values()) t.dispose();

@@ -9,7 +9,8 @@
 // safetensors file of format "encsec-surrogate" (backbone.* and adapter.*
 // tensors) that loadSurrogate reads.
 import { Tensor } from '../core/tensor';
-import { checkInt, checkSeed } from '../core/validate';
+import { checkInt, checkObject, checkOptions, checkSeed, describe } from '../core/validate';
+import { checkPath } from '../io/atomic';
 import { Encoder, ARCHITECTURES, type Architecture } from '../nn/encoders';
 import { Linear, Module, type PlanBuilder } from '../nn/module';
 import { loadEncoder, saveEncoder, ENCODER_FORMAT } from '../io/checkpoint';
@@ -60,8 +61,10 @@ export class Surrogate extends Module {
 
 /** A freshly initialised surrogate (seeded). */
 export function createSurrogate(config: SurrogateConfig): Surrogate {
-  const seed = checkSeed(config.seed);
-  const outDim = checkInt(config.outDim, 'outDim', { min: 1, max: 1 << 16 });
+  if (config === undefined) throw new TypeError('config must be an object { arch, inChannels, outDim, seed }, got undefined');
+  checkOptions(config, 'config', ['arch', 'inChannels', 'outDim', 'seed']);
+  const seed = checkSeed(config.seed, 'config.seed');
+  const outDim = checkInt(config.outDim, 'config.outDim', { min: 1, max: 1 << 16 });
   const backbone = new Encoder({ arch: config.arch, inChannels: config.inChannels, seed });
   const adapter = backbone.dim === outDim ? null : new Linear(backbone.dim, outDim, { seed, stream: 2000 });
   return new Surrogate(backbone, adapter);
@@ -69,16 +72,25 @@ export function createSurrogate(config: SurrogateConfig): Surrogate {
 
 /** Writes a surrogate (atomically): a plain encoder file when it has no adapter. */
 export function saveSurrogate(file: string, s: Surrogate, extra: Record<string, unknown> = {}): void {
+  checkPath(file);
+  if (!(s instanceof Surrogate)) throw new TypeError(`s must be a Surrogate, got ${describe(s)}`);
+  checkObject(extra, 'extra');
   if (!s.adapter) {
     saveEncoder(file, s.backbone, extra);
     return;
+  }
+  let config: string;
+  try {
+    config = JSON.stringify(extra);
+  } catch (e) {
+    throw new TypeError(`extra cannot be written as JSON: ${(e as Error)?.message ?? String(e)}`);
   }
   saveSafetensors(file, s.stateDict(), {
     format: SURROGATE_FORMAT,
     arch: s.arch,
     inChannels: String(s.backbone.config.inChannels),
     outDim: String(s.dim),
-    config: JSON.stringify(extra),
+    config,
   });
 }
 

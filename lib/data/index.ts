@@ -11,21 +11,20 @@ export { CIFAR10_CLASSES, loadCifar10 } from './cifar';
 export type { ImageFolderOptions } from './folder';
 export { IMAGE_EXTENSIONS, loadImageFolder } from './folder';
 export type { BatchOptions } from './batching';
-export { batchIndices, epochPermutation, numBatches } from './batching';
+export { batchIndices, epochBatches, epochPermutation, numBatches } from './batching';
 export { Prng, deriveSeed } from './prng';
 export type { AugmentOptions, CropBox, ImageAugmentParams } from './augment';
 export {
   AUG_PARAMS,
   JITTER_OPS,
-  NORMALIZE_MEAN,
-  NORMALIZE_STD,
   augmentBatch,
   augmentWithParams,
   decodeAugmentParams,
   encodeAugmentParams,
   identityParams,
-  labelsOf,
   makeAugmentParams,
   sampleResizedCrop,
-  toTensor,
 } from './augment';
+export { NORMALIZE_MEAN, NORMALIZE_STD, labelsOf, toIndexArray, toTensor } from './tensor';
+export { POISONED_FORMAT, readPoisonedDataset, withoutImages, writePoisonedDataset } from './poisoned';
+export type { PoisonManifest, PoisonedDataset, PoisonedTargetEntry } from './poisoned';

@@ -44,9 +44,9 @@
 // bits = 2.5 KiB a client with the defaults), saved with the service's state.
 import { Tensor, noGrad, tidy } from '../core/tensor';
 import * as ops from '../core/ops';
-import { checkBool, checkInt, checkNdim, checkNumber, checkSeed } from '../core/validate';
+import { checkBool, checkInt, checkNdim, checkNumber, checkOptions, checkSeed, describe } from '../core/validate';
 import { deriveSeed } from '../data/prng';
-import type { Defense } from '../service/defense';
+import type { Defense } from './defense';
 import { SEED_DOMAIN, clientSeed, specNumber, stateClients, stateCount, stateError, stateObject } from './common';
 import { randomOrthogonal } from './rotation';
 
@@ -78,11 +78,17 @@ export const B4B_MAX_SIGMA = 1e6;
 
 /** The noise scale at coverage c (percent): lambda * (exp(ln(alpha/lambda) * c/beta) - 1), capped at B4B_MAX_SIGMA. */
 export function b4bSigma(coverage: number, p: { alpha: number; beta: number; lambda: number }): number {
+  checkNumber(coverage, 'coverage', { min: 0, max: 100 });
+  if (p === null || typeof p !== 'object' || Array.isArray(p)) throw new TypeError(`p must be an object { alpha, beta, lambda }, got ${describe(p)}`);
+  checkNumber(p.alpha, 'p.alpha', { gt: 0 });
+  checkNumber(p.beta, 'p.beta', { gt: 0, max: 100 });
+  checkNumber(p.lambda, 'p.lambda', { gt: 0 });
   return Math.min(B4B_MAX_SIGMA, p.lambda * Math.expm1((Math.log(p.alpha / p.lambda) * coverage) / p.beta));
 }
 
 /** Validated B4B settings (defaults filled in). */
-export function resolveB4bConfig(o: B4bOptions = {}): B4bConfig {
+export function resolveB4bConfig(options: B4bOptions = {}): B4bConfig {
+  const o = checkOptions<B4bOptions>(options, 'options', Object.keys(B4B_DEFAULTS));
   const d = B4B_DEFAULTS;
   const cfg: B4bConfig = {
     alpha: checkNumber(o.alpha ?? d.alpha, 'alpha', { gt: 0 }),
@@ -112,6 +118,8 @@ export class LshCoverage {
     readonly families: number,
     readonly planes: number,
   ) {
+    checkInt(families, 'families', { min: 1, max: 64 });
+    checkInt(planes, 'planes', { min: 1, max: 16 });
     this.buckets = 2 ** planes;
     this.bits = new Uint8Array(families * Math.ceil(this.buckets / 8));
     this.counts = new Int32Array(families);
@@ -129,17 +137,29 @@ export class LshCoverage {
    */
   add(proj: ArrayLike<number>, at: number): void {
     const P = this.planes;
-    const fb = this.familyBytes;
     for (let f = 0; f < this.families; f++) {
       let b = 0;
       for (let j = 0; j < P; j++) if (proj[at + f * P + j] >= 0) b |= 1 << j;
-      const byte = f * fb + (b >> 3);
-      const mask = 1 << (b & 7);
-      if ((this.bits[byte] & mask) === 0) {
-        this.bits[byte] |= mask;
-        this.counts[f]++;
-        this.#total++;
-      }
+      this.#hit(f, b);
+    }
+  }
+
+  /**
+   * The same for one embedding whose bucket codes are already computed
+   * (ops.lshCodes: codes[at + f] is family f's bucket), so that only F
+   * numbers per row leave native memory.
+   */
+  addCodes(codes: ArrayLike<number>, at: number): void {
+    for (let f = 0; f < this.families; f++) this.#hit(f, codes[at + f]);
+  }
+
+  #hit(f: number, b: number): void {
+    const byte = f * this.familyBytes + (b >> 3);
+    const mask = 1 << (b & 7);
+    if ((this.bits[byte] & mask) === 0) {
+      this.bits[byte] |= mask;
+      this.counts[f]++;
+      this.#total++;
     }
   }
 
@@ -186,6 +206,8 @@ export class B4bDefense implements Defense {
   #planes: Float32Array | null = null;
   /** center=true: the mean of the calibration embeddings (L2-normalised), [dim]. */
   #center: Float32Array | null = null;
+  /** -H c for the current hyperplanes and centre (computed once per centre). */
+  #bias: { center: Float32Array; planes: Float32Array; value: Float32Array } | null = null;
 
   constructor(options: B4bOptions = {}) {
     this.config = Object.freeze(resolveB4bConfig(options));
@@ -279,30 +301,37 @@ export class B4bDefense implements Defense {
     }
     this.#setDim(d);
     const s = this.#client(clientId);
-    const FP = this.config.families * this.config.planes;
-    const proj = noGrad(() =>
+    const { families: F, planes: P } = this.config;
+    const FP = F * P;
+    const codes = noGrad(() =>
       tidy(() => {
         const H = Tensor.from(this.#hyperplanes(d), [FP, d]);
-        if (!this.config.center) return ops.linear(embeddings, H).toArray();
-        // sign(w . (x/||x|| - c)) = sign(w . x/||x|| - w . c): the bias -H c.
-        const c = this.#center!;
-        const bias = new Float32Array(FP);
-        const h = this.#planes!;
-        for (let j = 0; j < FP; j++) {
-          let s = 0;
-          for (let k = 0; k < d; k++) s += h[j * d + k] * c[k];
-          bias[j] = -s;
-        }
-        return ops.linear(ops.normalize(embeddings), H, Tensor.from(bias, [FP])).toArray();
+        if (!this.config.center) return ops.lshCodes(ops.linear(embeddings, H), F, P).toArray();
+        return ops.lshCodes(ops.linear(ops.normalize(embeddings), H, Tensor.from(this.#centerBias(FP, d), [FP])), F, P).toArray();
       }),
     );
     const sigmas: number[] = [];
     for (let r = 0; r < n; r++) {
-      s.cov.add(proj, r * FP);
+      s.cov.addCodes(codes, r * F);
       sigmas.push(this.sigma(s.cov.percent));
     }
     s.rows += n;
     return sigmas;
+  }
+
+  /** sign(w . (x/||x|| - c)) = sign(w . x/||x|| - w . c): the bias -H c, computed once per centre. */
+  #centerBias(FP: number, d: number): Float32Array {
+    const c = this.#center!;
+    const h = this.#planes!;
+    if (this.#bias && this.#bias.center === c && this.#bias.planes === h) return this.#bias.value;
+    const bias = new Float32Array(FP);
+    for (let j = 0; j < FP; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += h[j * d + k] * c[k];
+      bias[j] = -s;
+    }
+    this.#bias = { center: c, planes: h, value: bias };
+    return bias;
   }
 
   apply(clientId: string, embeddings: Tensor): Tensor {
@@ -315,9 +344,7 @@ export class B4bDefense implements Defense {
         if (sigmas.some((s) => s > 0)) {
           // The same stream as the noise defense's: unit noise, scaled per row.
           const z = ops.gaussianNoise(Tensor.zeros([n, d]), 1, clientSeed(this.config.seed, SEED_DOMAIN.noise, clientId), rowStart * d);
-          const scale = new Float32Array(n * d);
-          for (let r = 0; r < n; r++) scale.fill(sigmas[r], r * d, (r + 1) * d);
-          y = ops.add(y, ops.mul(z, Tensor.from(scale, [n, d])));
+          y = ops.add(y, ops.scaleRows(z, Tensor.from(sigmas, [n])));
         }
         if (this.config.rotate) y = ops.matmul(y, Tensor.from(this.rotationOf(clientId, d), [d, d]));
         return y;

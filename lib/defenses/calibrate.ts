@@ -2,11 +2,11 @@
 // operator shows it the encoder's raw embeddings of its own images once,
 // before serving.
 import { Tensor, tidy } from '../core/tensor';
-import { checkInt } from '../core/validate';
+import { checkInt, describe } from '../core/validate';
 import type { Module } from '../nn/module';
 import { datasetSize, takeFirst, type Dataset } from '../data/dataset';
 import { embedDataset } from '../eval/embed';
-import type { Defense } from '../service/defense';
+import type { Defense } from './defense';
 
 /** Images of the operator's data used for calibration by default. */
 export const CALIBRATION_IMAGES = 2000;
@@ -17,6 +17,7 @@ export const CALIBRATION_IMAGES = 2000;
  * images used (0 when it needed none).
  */
 export function calibrateDefense(defense: Defense, encoder: Module, data: Dataset, images = CALIBRATION_IMAGES): number {
+  if (defense === null || typeof defense !== 'object' || typeof (defense as Defense).apply !== 'function') throw new TypeError(`defense must be a Defense ({ name, apply }), got ${describe(defense)}`);
   if (!defense.needsCalibration || !defense.calibrate) return 0;
   checkInt(images, 'images', { min: 1 });
   const ds = takeFirst(data, Math.min(images, datasetSize(data)));

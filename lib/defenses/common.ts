@@ -2,6 +2,7 @@
 // defense's SPEC parameters (strings) into checked numbers, and the checks
 // of a saved per-client state.
 import * as crypto from 'node:crypto';
+import { checkInt, checkSeed, describe } from '../core/validate';
 import { deriveSeed } from '../data/prng';
 
 /**
@@ -13,12 +14,15 @@ export const SEED_DOMAIN = { noise: 1, hyperplanes: 2, rotation: 3 } as const;
 
 /** A 48-bit integer that stands for a client id (the first 6 bytes of its SHA-256). */
 export function clientHash(clientId: string): number {
+  if (typeof clientId !== 'string') throw new TypeError(`clientId must be a string, got ${describe(clientId)}`);
   const h = crypto.createHash('sha256').update(clientId, 'utf8').digest();
   return h.readUIntBE(0, 6);
 }
 
 /** The seed of one client's stream in one domain: depends on (seed, domain, client id) only. */
 export function clientSeed(seed: number, domain: number, clientId: string): number {
+  checkSeed(seed, 'seed');
+  checkInt(domain, 'domain', { min: 0, max: Number.MAX_SAFE_INTEGER });
   return deriveSeed(seed, domain, clientHash(clientId));
 }
 

@@ -2,7 +2,7 @@
 // answers noise(topk(x)): each stage sees the previous stage's output, left
 // to right. Each stage keeps its own per-client state.
 import type { Tensor } from '../core/tensor';
-import type { Defense } from '../service/defense';
+import type { Defense } from './defense';
 import { stateError, stateObject } from './common';
 
 export class ComposedDefense implements Defense {

@@ -1,7 +1,11 @@
-// Defenses of an encoder service against stealing: output perturbations
-// (noise, top-k, rounding), B4B (coverage-priced noise, per-client
-// rotations), their composition, and the defense experiment. parseDefense
-// (lib/service/defense.ts) builds them from a SPEC.
+// Defenses of an encoder service against stealing: the Defense contract,
+// output perturbations (noise, top-k, rounding), B4B (coverage-priced noise,
+// per-client rotations), their composition, and the SPEC parser that builds
+// them by name. The defense experiment is in lib/experiments.
+export { defenseSpec, identityDefense } from './defense';
+export type { Defense } from './defense';
+export { joinDefenseList, listDefenses, parseDefense, registerDefense } from './spec';
+export type { DefenseFactory } from './spec';
 export { NoiseDefense, RoundDefense, TopkDefense } from './perturb';
 export type { NoiseOptions } from './perturb';
 export { B4B_DEFAULTS, B4B_MAX_SIGMA, B4bDefense, LshCoverage, b4bSigma, resolveB4bConfig } from './b4b';
@@ -10,5 +14,4 @@ export { ComposedDefense } from './compose';
 export { randomOrthogonal } from './rotation';
 export { CALIBRATION_IMAGES, calibrateDefense } from './calibrate';
 export { clientHash, clientSeed } from './common';
-export { canonicalDefenses, measureUtility, queryDataset, runDefenseGrid } from './grid';
-export type { DefenseGridOptions, DefenseGridResult } from './grid';
+export * as poison from './poison';

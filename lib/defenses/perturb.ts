@@ -13,8 +13,8 @@
 // The row counters are the defense's state (saved with the service's).
 import { Tensor, noGrad, tidy } from '../core/tensor';
 import * as ops from '../core/ops';
-import { checkInt, checkNdim, checkNumber, checkSeed } from '../core/validate';
-import type { Defense } from '../service/defense';
+import { checkInt, checkNdim, checkNumber, checkOptions, checkSeed } from '../core/validate';
+import type { Defense } from './defense';
 import { SEED_DOMAIN, clientSeed, specNumber, stateClients, stateCount, stateObject } from './common';
 
 export interface NoiseOptions {
@@ -34,8 +34,10 @@ export class NoiseDefense implements Defense {
   readonly #rows = new Map<string, number>();
 
   constructor(options: NoiseOptions) {
-    this.sigma = checkNumber(options.sigma, 'sigma', { min: 0 });
-    this.seed = checkSeed(options.seed ?? 0);
+    if (options === undefined) throw new TypeError('options must be an object { sigma, seed? }, got undefined');
+    const o = checkOptions<NoiseOptions>(options, 'options', ['sigma', 'seed']);
+    this.sigma = checkNumber(o.sigma, 'options.sigma', { min: 0 });
+    this.seed = checkSeed(o.seed ?? 0, 'options.seed');
     this.params = Object.freeze({ sigma: this.sigma, seed: this.seed });
     this.spec = `noise:${specNumber(this.sigma)}${this.seed !== 0 ? `,seed=${this.seed}` : ''}`;
   }

@@ -20,16 +20,16 @@
 // saveState(file) / loadState(file) write and restore the budgets, what every
 // client spent and the defense's per-client state (lib/service/state.ts), so
 // that a restarted service does not give anyone a fresh start.
-import { Tensor, keep, tidy } from '../core/tensor';
-import { checkInt, checkNdim, checkObject, checkTensor } from '../core/validate';
+import { Tensor, keep, noGrad, tidy } from '../core/tensor';
+import * as ops from '../core/ops';
+import { checkInt, checkObject, checkOptions, describe } from '../core/validate';
+import { checkPath } from '../io/atomic';
 import { embedAsync, embedSync, type Module } from '../nn/module';
-import { checkDataset, datasetSize, type Dataset } from '../data/dataset';
-import { toIndexArray, toTensor } from '../data/augment';
-import { defenseSpec, identityDefense, type Defense } from './defense';
+import { defenseSpec, identityDefense, type Defense } from '../defenses/defense';
+import { checkClientId, toQueryRequest, type EmbeddingSource, type QueryImages, type SourceDescription } from './source';
 import { readServiceState, writeServiceState, type ServiceStateBody } from './state';
 
-/** What a client sends: an image batch [n, C, H, W] (normalised as toTensor does), or images of a dataset by index. */
-export type QueryImages = Tensor | { dataset: Dataset; indices: ArrayLike<number> };
+export type { QueryImages } from './source';
 
 /** A request refused because it would exceed the client's query budget. */
 export class QueryBudgetExceeded extends Error {
@@ -39,6 +39,14 @@ export class QueryBudgetExceeded extends Error {
     readonly used: number,
     readonly requested: number,
   ) {
+    if (typeof clientId !== 'string') throw new TypeError(`clientId must be a string, got ${describe(clientId)}`);
+    const count = (v: unknown, name: string, infinite: boolean) => {
+      if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${describe(v)}`);
+      if (Number.isNaN(v) || v < 0 || (!infinite && !Number.isFinite(v))) throw new RangeError(`${name} must be a non-negative ${infinite ? 'number (Infinity for none)' : 'finite number'}, got ${v}`);
+    };
+    count(budget, 'budget', true);
+    count(used, 'used', false);
+    count(requested, 'requested', false);
     super(
       `query budget exceeded: client ${JSON.stringify(clientId)} asked for ${requested} embedding(s) ` +
         `with ${used} of its budget of ${budget} images spent (${Math.max(0, budget - used)} left); request refused, nothing counted`,
@@ -70,42 +78,7 @@ function checkBudget(v: unknown, name: string): number {
   return checkInt(v, name, { min: 0, max: Number.MAX_SAFE_INTEGER });
 }
 
-function checkClientId(v: unknown): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > 256) throw new TypeError('clientId must be a non-empty string (at most 256 characters)');
-  return v;
-}
-
-/** A validated request: its size and how to produce the input tensor of rows [start, end). */
-interface Request {
-  n: number;
-  /** The chunk's images and whether the service owns (must dispose) that tensor. */
-  chunk(start: number, end: number): { x: Tensor; owned: boolean };
-}
-
-function toRequest(images: unknown): Request {
-  if (images instanceof Tensor) {
-    checkTensor(images, 'images');
-    const shape = checkNdim(images, 4, 'images', '[n, C, H, W]');
-    const n = shape[0];
-    const per = shape[1] * shape[2] * shape[3];
-    let host: Float32Array | null = null;
-    return {
-      n,
-      chunk(start, end) {
-        if (start === 0 && end === n) return { x: images, owned: false };
-        host ??= images.toArray();
-        return { x: Tensor.from(host.subarray(start * per, end * per), [end - start, shape[1], shape[2], shape[3]]), owned: true };
-      },
-    };
-  }
-  const o = checkObject(images, 'images');
-  const ds = checkDataset(o.dataset, 'images.dataset', false);
-  const idx = toIndexArray(o.indices as ArrayLike<number>, datasetSize(ds), 'images.indices');
-  if (idx.length === 0) throw new RangeError('images.indices is empty: a request needs at least one image');
-  return { n: idx.length, chunk: (start, end) => ({ x: toTensor(ds, idx.subarray(start, end)), owned: true }) };
-}
-
-export class EncoderService {
+export class EncoderService implements EmbeddingSource {
   readonly #encoder: Module;
   readonly #defense: Defense;
   readonly #maxBatch: number;
@@ -117,7 +90,7 @@ export class EncoderService {
     if (encoder === null || typeof encoder !== 'object' || typeof (encoder as Module).compile !== 'function') {
       throw new TypeError('encoder must be a Module');
     }
-    const o = checkObject(options, 'options');
+    const o = checkOptions(options, 'options', ['defaultBudget', 'budgets', 'defense', 'maxBatch']);
     this.#encoder = encoder;
     this.#defaultBudget = o.defaultBudget === undefined ? Infinity : checkBudget(o.defaultBudget, 'options.defaultBudget');
     this.#maxBatch = o.maxBatch === undefined ? 256 : checkInt(o.maxBatch, 'options.maxBatch', { min: 1, max: 65536 });
@@ -183,6 +156,7 @@ export class EncoderService {
    * state to `file` (atomically; format in lib/service/state.ts).
    */
   saveState(file: string): void {
+    checkPath(file);
     const enc = (b: number) => (b === Infinity ? null : b);
     const body: ServiceStateBody = {
       savedAt: new Date().toISOString(),
@@ -256,6 +230,10 @@ export class EncoderService {
     for (const [id, u] of usage) this.#usage.set(id, { ...u });
   }
 
+  describe(): SourceDescription {
+    return { kind: 'service', defense: defenseSpec(this.#defense) };
+  }
+
   /** The defense's numbers about a client (e.g. b4b's coverage and noise scale); {} if it reports none. */
   clientStats(clientId: string): Record<string, number> {
     checkClientId(clientId);
@@ -309,9 +287,11 @@ export class EncoderService {
    */
   async embed(clientId: string, images: QueryImages): Promise<Tensor> {
     checkClientId(clientId);
-    const req = toRequest(images);
+    const req = toQueryRequest(images);
     this.#admit(clientId, req.n);
-    const parts: Float32Array[] = [];
+    // The answers of the chunks stay native (one device copy each, joined by
+    // concatRows): nothing crosses to JS.
+    const parts: Tensor[] = [];
     let only: Tensor | null = null;
     try {
       for (let s = 0; s < req.n; s += this.#maxBatch) {
@@ -323,17 +303,14 @@ export class EncoderService {
         try {
           const raw = keep(await embedAsync(this.#encoder, x));
           const out = this.#defend(clientId, raw, x);
-          if (s === 0 && e === req.n) {
-            only = out;
-          } else {
-            parts.push(out.toArray());
-            out.dispose();
-          }
+          if (s === 0 && e === req.n) only = out;
+          else parts.push(keep(out));
         } finally {
           if (owned) x.dispose();
         }
       }
     } catch (e) {
+      for (const p of parts) p.dispose();
       this.#refund(clientId, req.n);
       throw e;
     }
@@ -341,13 +318,13 @@ export class EncoderService {
       only.kept = false;
       return only;
     }
-    return concatRows(parts, req.n);
+    return joinParts(parts);
   }
 
   /** The same as embed(), on the calling thread (for training loops). The caller owns the result. */
   embedSync(clientId: string, images: QueryImages): Tensor {
     checkClientId(clientId);
-    const req = toRequest(images);
+    const req = toQueryRequest(images);
     this.#admit(clientId, req.n);
     try {
       if (req.n <= this.#maxBatch) {
@@ -356,17 +333,24 @@ export class EncoderService {
           return this.#defend(clientId, embedSync(this.#encoder, x), x);
         });
       }
-      const parts: Float32Array[] = [];
-      for (let s = 0; s < req.n; s += this.#maxBatch) {
-        const e = Math.min(req.n, s + this.#maxBatch);
-        parts.push(
-          tidy(() => {
-            const { x } = req.chunk(s, e);
-            return this.#defend(clientId, embedSync(this.#encoder, x), x).toArray();
-          }),
-        );
+      const parts: Tensor[] = [];
+      try {
+        for (let s = 0; s < req.n; s += this.#maxBatch) {
+          const e = Math.min(req.n, s + this.#maxBatch);
+          parts.push(
+            keep(
+              tidy(() => {
+                const { x } = req.chunk(s, e);
+                return this.#defend(clientId, embedSync(this.#encoder, x), x);
+              }),
+            ),
+          );
+        }
+      } catch (e) {
+        for (const p of parts) p.dispose();
+        throw e;
       }
-      return concatRows(parts, req.n);
+      return joinParts(parts);
     } catch (e) {
       this.#refund(clientId, req.n);
       throw e;
@@ -374,13 +358,11 @@ export class EncoderService {
   }
 }
 
-function concatRows(parts: Float32Array[], n: number): Tensor {
-  const total = parts.reduce((s, p) => s + p.length, 0);
-  const all = new Float32Array(total);
-  let off = 0;
-  for (const p of parts) {
-    all.set(p, off);
-    off += p.length;
+/** The chunks' answers as one [n, d] tensor (native concatenation); frees the parts. */
+function joinParts(parts: Tensor[]): Tensor {
+  try {
+    return noGrad(() => ops.concatRows(parts));
+  } finally {
+    for (const p of parts) p.dispose();
   }
-  return Tensor.from(all, [n, total / n]);
 }

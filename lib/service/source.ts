@@ -4,11 +4,12 @@
 // RemoteEncoder) all implement it, so attacks, watermark verification and
 // authentication run unchanged against a local model, a defended service or
 // a remote API.
-import { Tensor, keep } from '../core/tensor';
-import { checkNdim, checkObject, checkTensor } from '../core/validate';
+import { Tensor, keep, noGrad } from '../core/tensor';
+import * as ops from '../core/ops';
+import { checkNdim, checkObject, checkOptions, checkTensor } from '../core/validate';
 import { embedAsync, type Module } from '../nn/module';
 import { checkDataset, datasetSize, type Dataset } from '../data/dataset';
-import { toIndexArray, toTensor } from '../data/augment';
+import { toIndexArray, toTensor } from '../data/tensor';
 
 /** What a client sends: an image batch [n, C, H, W] (normalised as toTensor does), or images of a dataset by index. */
 export type QueryImages = Tensor | { dataset: Dataset; indices: ArrayLike<number> };
@@ -66,18 +67,16 @@ export function toQueryRequest(images: unknown, name = 'images'): QueryRequest {
     const shape = checkNdim(images, 4, name, '[n, C, H, W]');
     const n = shape[0];
     if (n === 0) throw new RangeError(`${name} is empty: a request needs at least one image`);
-    const per = shape[1] * shape[2] * shape[3];
-    let host: Float32Array | null = null;
     return {
       n,
       chunk(start, end) {
         if (start === 0 && end === n) return { x: images, owned: false };
-        host ??= images.toArray();
-        return { x: Tensor.from(host.subarray(start * per, end * per), [end - start, shape[1], shape[2], shape[3]]), owned: true };
+        return { x: noGrad(() => ops.sliceRows(images, start, end)), owned: true };
       },
     };
   }
   const o = checkObject(images, name);
+  checkOptions(o, name, ['dataset', 'indices']);
   const ds = checkDataset(o.dataset, `${name}.dataset`, false);
   const idx = toIndexArray(o.indices as ArrayLike<number>, datasetSize(ds), `${name}.indices`);
   if (idx.length === 0) throw new RangeError(`${name}.indices is empty: a request needs at least one image`);

@@ -12,15 +12,15 @@
 import * as fs from 'node:fs';
 import { tidy, noGrad } from '../core/tensor';
 import * as ops from '../core/ops';
-import { Adam } from '../nn/optim';
+import { Adam, Optimizer } from '../nn/optim';
 import { Encoder, ProjectionHead, projectionDim, ARCHITECTURES, type Architecture } from '../nn/encoders';
-import { checkInt, checkNumber, checkOneOf, checkSeed } from '../core/validate';
+import { checkBool, checkInt, checkNumber, checkOneOf, checkOptions, checkSeed, describe } from '../core/validate';
 import { checkDataset, datasetSize, type Dataset } from '../data/dataset';
 import { deriveSeed } from '../data/prng';
-import { batchIndices } from '../data/batching';
+import { epochBatches } from '../data/batching';
 import { augmentBatch } from '../data/augment';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint';
-import { silentProgress, type ProgressSink } from '../report/progress';
+import { checkProgressSink, silentProgress, type ProgressSink } from '../report/progress';
 
 export interface SimclrConfig {
   arch: Architecture;
@@ -50,6 +50,19 @@ export interface PretrainOptions extends Partial<SimclrConfig> {
   stopAfterEpochs?: number;
   /** Called after every epoch (1-based), e.g. to save snapshots of the encoder. */
   onEpochEnd?: (epoch: number, encoder: Encoder, record: EpochRecord) => void;
+  /**
+   * Continue from these weights (SimCLR fine-tuning) instead of a fresh
+   * seeded initialisation. The encoder is copied, never modified; its
+   * architecture is used (an `arch` that differs is an error).
+   */
+  initialEncoder?: Encoder;
+  /**
+   * Replaces simclrStep for every step (same arguments, returns the loss):
+   * a training-time defense such as per-group gradient clipping with noise or
+   * another augmentation. Not part of the checkpoint's config: give such a
+   * run its own checkpoint file.
+   */
+  step?: SimclrStepFn;
 }
 
 export interface EpochRecord {
@@ -69,7 +82,13 @@ export interface PretrainResult {
   resumedFrom: number;
 }
 
+/** Every key of PretrainOptions (a key outside it is an error naming it): add a new option here too. */
+export const PRETRAIN_OPTION_KEYS: readonly string[] = ['arch', 'epochs', 'batchSize', 'lr', 'weightDecay', 'tau', 'seed', 'checkpoint', 'resume', 'progress', 'stopAfterEpochs', 'onEpochEnd', 'initialEncoder', 'step'];
+
+/** The SimCLR settings of PretrainOptions (its other keys are allowed and ignored here), checked, defaults filled in. */
 export function resolveSimclrConfig(o: Partial<SimclrConfig> & { epochs: number }): SimclrConfig {
+  if (o === undefined) throw new TypeError('options must be an object { epochs, ... }, got undefined');
+  checkOptions(o, 'options', PRETRAIN_OPTION_KEYS);
   return {
     arch: checkOneOf(o.arch ?? 'cnn-small', 'arch', ARCHITECTURES),
     epochs: checkInt(o.epochs, 'epochs', { min: 1, max: 100000 }),
@@ -81,17 +100,19 @@ export function resolveSimclrConfig(o: Partial<SimclrConfig> & { epochs: number 
   };
 }
 
-/**
- * Batches of one epoch: the seeded permutation of (seed, epoch) cut into
- * batches of batchSize; a last batch of fewer than 2 images is dropped
- * (NT-Xent and batch norm need two).
- */
-export function epochBatches(n: number, batchSize: number, seed: number, epoch: number): Int32Array[] {
-  return [...batchIndices(n, { batchSize, seed, epoch })].filter((b) => b.length >= 2);
-}
+/** The signature of simclrStep (PretrainOptions.step). */
+export type SimclrStepFn = (encoder: Encoder, head: ProjectionHead, opt: Optimizer, data: Dataset, idx: Int32Array, tau: number, augSeed: number) => number;
 
 /** One SimCLR step on a batch of indices; returns the loss. */
-export function simclrStep(encoder: Encoder, head: ProjectionHead, opt: Adam, data: Dataset, idx: Int32Array, tau: number, augSeed: number): number {
+export function simclrStep(encoder: Encoder, head: ProjectionHead, opt: Optimizer, data: Dataset, idx: Int32Array, tau: number, augSeed: number): number {
+  if (!(encoder instanceof Encoder)) throw new TypeError(`encoder must be an Encoder, got ${describe(encoder)}`);
+  if (!(head instanceof ProjectionHead)) throw new TypeError(`head must be a ProjectionHead, got ${describe(head)}`);
+  if (!(opt instanceof Optimizer)) throw new TypeError(`opt must be an Optimizer (nn.SGD, nn.Adam), got ${describe(opt)}`);
+  checkDataset(data, 'data', false);
+  if (!(idx instanceof Int32Array)) throw new TypeError(`idx must be an Int32Array of image indices, got ${describe(idx)}`);
+  if (idx.length < 2) throw new RangeError(`idx has ${idx.length} index(es); NT-Xent needs at least 2 images`);
+  checkNumber(tau, 'tau', { gt: 0, max: 100 });
+  checkSeed(augSeed, 'augSeed');
   return tidy(() => {
     const both = new Int32Array(idx.length * 2);
     both.set(idx, 0);
@@ -109,20 +130,45 @@ export function simclrStep(encoder: Encoder, head: ProjectionHead, opt: Adam, da
 /** Pre-trains an encoder with SimCLR on `train` (its labels are not used). */
 export function pretrainSimclr(train: Dataset, options: PretrainOptions): PretrainResult {
   checkDataset(train, 'train');
-  const config = resolveSimclrConfig(options);
+  if (options === undefined) throw new TypeError('options must be an object { epochs, ... }, got undefined');
+  checkOptions(options, 'options', PRETRAIN_OPTION_KEYS);
+  if (options.checkpoint !== undefined && (typeof options.checkpoint !== 'string' || options.checkpoint === '')) throw new TypeError(`options.checkpoint must be a non-empty path, got ${describe(options.checkpoint)}`);
+  if (options.resume !== undefined) checkBool(options.resume, 'options.resume');
+  if (options.progress !== undefined) checkProgressSink(options.progress, 'options.progress');
+  if (options.stopAfterEpochs !== undefined) checkInt(options.stopAfterEpochs, 'options.stopAfterEpochs', { min: 1 });
+  for (const k of ['onEpochEnd', 'step'] as const) {
+    if (options[k] !== undefined && typeof options[k] !== 'function') throw new TypeError(`options.${k} must be a function, got ${describe(options[k])}`);
+  }
+  const init = options.initialEncoder;
+  if (init !== undefined && !(init instanceof Encoder)) throw new TypeError('initialEncoder must be an Encoder');
+  if (init && options.arch !== undefined && options.arch !== init.config.arch) {
+    throw new RangeError(`arch is ${JSON.stringify(options.arch)} but initialEncoder is ${JSON.stringify(init.config.arch)}`);
+  }
+  if (init && init.config.inChannels !== train.channels) {
+    throw new RangeError(`initialEncoder takes ${init.config.inChannels} channel(s) but train has ${train.channels}`);
+  }
+  const config = resolveSimclrConfig(init ? { ...options, arch: init.config.arch } : options);
   const progress = options.progress ?? silentProgress;
   const n = datasetSize(train);
   if (n < 2) throw new RangeError(`train has ${n} images; SimCLR needs at least 2`);
   const encoder = new Encoder({ arch: config.arch, inChannels: train.channels, seed: config.seed });
+  if (init) encoder.loadStateDict(init.stateDict());
   const head = new ProjectionHead(encoder.dim, projectionDim(config.arch), config.seed);
   const opt = new Adam([...encoder.parameters(), ...head.parameters()], { lr: config.lr, weightDecay: config.weightDecay });
   let history: EpochRecord[] = [];
   let startEpoch = 0;
+  /** Identifies the training set in the checkpoint: a resumed run must train on the same images. */
+  const trainData = { name: train.name, images: n };
   if (options.resume && options.checkpoint && fs.existsSync(options.checkpoint)) {
     const st = loadCheckpoint(options.checkpoint, encoder, head, opt);
     const saved = st.config as Partial<SimclrConfig>;
     for (const k of ['arch', 'batchSize', 'lr', 'weightDecay', 'tau', 'seed'] as const) {
       if (saved[k] !== config[k]) throw new Error(`${options.checkpoint}: checkpoint was made with ${k}=${JSON.stringify(saved[k])}, this run has ${JSON.stringify(config[k])}`);
+    }
+    // The training images change the result as much as the settings do (e.g. another --limit).
+    const savedData = (st.config as { trainData?: unknown }).trainData;
+    if (savedData !== undefined && JSON.stringify(savedData) !== JSON.stringify(trainData)) {
+      throw new Error(`${options.checkpoint}: checkpoint was made on ${JSON.stringify(savedData)}, this run trains on ${JSON.stringify(trainData)}`);
     }
     startEpoch = st.epoch;
     history = st.history as EpochRecord[];
@@ -138,7 +184,7 @@ export function pretrainSimclr(train: Dataset, options: PretrainOptions): Pretra
     let lossSum = 0;
     let seen = 0;
     batches.forEach((idx, step) => {
-      const loss = simclrStep(encoder, head, opt, train, idx, config.tau, deriveSeed(config.seed, 2, epoch, step));
+      const loss = (options.step ?? simclrStep)(encoder, head, opt, train, idx, config.tau, deriveSeed(config.seed, 2, epoch, step));
       lossSum += loss * idx.length;
       seen += idx.length;
       const sec = (Date.now() - t0) / 1000;
@@ -152,7 +198,7 @@ export function pretrainSimclr(train: Dataset, options: PretrainOptions): Pretra
     progress.event({ task: 'pretrain', ...rec });
     options.onEpochEnd?.(epoch + 1, encoder, rec);
     if (options.checkpoint) {
-      saveCheckpoint(options.checkpoint, encoder, head, opt, { epoch: epoch + 1, step: 0, config: { ...config }, history });
+      saveCheckpoint(options.checkpoint, encoder, head, opt, { epoch: epoch + 1, step: 0, config: { ...config, trainData }, history });
     }
   }
   progress.stop();

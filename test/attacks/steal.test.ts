@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadDataset } from '../../lib/data/builtin';
-import { toTensor } from '../../lib/data/augment';
+import { toTensor } from '../../lib/data/tensor';
 import { noGrad, tidy } from '../../lib/core/tensor';
 import { createEncoder } from '../../lib/nn/encoders';
 import { embedDataset } from '../../lib/eval/embed';

@@ -6,7 +6,7 @@ import t from 'tap';
 import { Tensor, tidy } from '../../lib/core/tensor';
 import { B4B_DEFAULTS, B4bDefense, LshCoverage, b4bSigma } from '../../lib/defenses/b4b';
 import { randomOrthogonal } from '../../lib/defenses/rotation';
-import { parseDefense } from '../../lib/service/defense';
+import { parseDefense } from '../../lib/defenses/spec';
 import { linearProbe, type Embeddings } from '../../lib/eval/probe';
 import { assertClose, rng, sameValues } from '../helpers';
 

@@ -8,7 +8,7 @@ import { Tensor, tidy } from '../../lib/core/tensor';
 import * as ops from '../../lib/core/ops';
 import { NoiseDefense, RoundDefense, TopkDefense } from '../../lib/defenses/perturb';
 import { ComposedDefense } from '../../lib/defenses/compose';
-import { parseDefense } from '../../lib/service/defense';
+import { parseDefense } from '../../lib/defenses/spec';
 import { assertClose, randArray, sameValues } from '../helpers';
 
 const rows = (a: Float32Array, d: number) => Array.from({ length: a.length / d }, (_, i) => Array.from(a.subarray(i * d, (i + 1) * d)));

@@ -2,11 +2,12 @@
 // composition with "+" or ","), canonical SPECs, and errors that say what
 // is wrong and what is accepted; the command-line list of SPECs.
 import t from 'tap';
-import { defenseSpec, identityDefense, joinDefenseList, listDefenses, parseDefense } from '../../lib/service/defense';
+import { defenseSpec, identityDefense } from '../../lib/defenses/defense';
+import { joinDefenseList, listDefenses, parseDefense } from '../../lib/defenses/spec';
 import { NoiseDefense, RoundDefense, TopkDefense } from '../../lib/defenses/perturb';
 import { B4B_DEFAULTS, B4bDefense } from '../../lib/defenses/b4b';
 import { ComposedDefense } from '../../lib/defenses/compose';
-import { canonicalDefenses } from '../../lib/defenses/grid';
+import { canonicalDefenses } from '../../lib/experiments/defend';
 
 t.test('single defenses, positional or key=value', async (t) => {
   const n = parseDefense('noise:0.05') as NoiseDefense;

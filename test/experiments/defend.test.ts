@@ -10,6 +10,7 @@ import { parseArgs } from '../../lib/cli/args';
 import { commands, type CommandContext } from '../../lib/cli/commands';
 import { createEncoder } from '../../lib/nn/encoders';
 import { saveEncoder } from '../../lib/io/checkpoint';
+import { assertInRange, assertRecordInRange } from '../helpers';
 import { DEFEND_RESULTS_KIND, defendCharts, dominatedBy, defendResultsMarkdown, readDefendResults, statOf, strongestCell, type DefendResults } from '../../lib/report/defend';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'encsec-defend-'));
@@ -37,18 +38,18 @@ t.test('experiment defend: utility and attacks per defense, report, resumed', as
   t.same(r.utility.map((u) => u.defense), ['none', 'noise:0.5', 'b4b:beta=5,center=true']);
   for (const u of r.utility) {
     t.same(u.queries, { 'fashion-mnist': 60, mnist: 60 }, `${u.defense}: each honest client queried its TRAIN and TEST split`);
-    for (const task of r.tasks) t.ok(u.accuracy[task] >= 0 && u.accuracy[task] <= 1);
+    assertRecordInRange(t, u.accuracy, r.tasks, 0, 1, `${u.defense}: honest accuracy`);
   }
   t.same(r.utility[0].accuracy, r.target.accuracy, 'undefended: the honest client sees what the target probe sees');
   t.equal(r.utility[2].calibrationImages, 30, 'b4b:center=true calibrated on --calibration images');
   t.equal(r.utility[0].calibrationImages, 0);
-  t.type(statOf(r.utility[2].stats.mnist, 'coverage'), 'number', "the honest client's coverage is recorded");
+  assertInRange(t, statOf(r.utility[2].stats.mnist, 'coverage'), 0, 100, "the honest client's coverage is recorded (percent)");
   t.equal(r.cells.length, 3);
   for (const c of r.cells) {
     t.equal(c.queriesSpent, 16);
-    t.type(c.agreement, 'number');
-    t.type(c.meanCosine, 'number');
-    t.same(Object.keys(c.stolenAccuracy), ['fashion-mnist', 'mnist']);
+    assertInRange(t, c.agreement, 0, 1, `${c.defense}: agreement`);
+    assertInRange(t, c.meanCosine, -1, 1, `${c.defense}: meanCosine`);
+    assertRecordInRange(t, c.stolenAccuracy, ['fashion-mnist', 'mnist'], 0, 1, `${c.defense}: stolenAccuracy`);
   }
   const b4bCell = r.cells.find((c) => c.defense.startsWith('b4b'))!;
   t.equal(b4bCell.attackerStats.rows, 16, "the attacker's defense state is recorded");
@@ -82,7 +83,7 @@ t.test('steal --defense: a stateful, calibrated defense; its numbers about the a
   t.equal(r.defense, 'b4b:center=true,beta=5');
   const stats = r.defenseStats as Record<string, number>;
   t.equal(stats.rows, 16, 'the defense saw the 16 queries');
-  t.ok(stats.coverage > 0);
+  assertInRange(t, stats.coverage, Number.MIN_VALUE, 100, 'coverage');
   t.ok(logs.some((l) => /defense calibrated on 30 fashion-mnist train images/.test(l)), 'calibrated on the first task (cut to --limit)');
 });
 

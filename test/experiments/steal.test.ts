@@ -9,7 +9,7 @@ import { loadDataset } from '../../lib/data/builtin';
 import { createEncoder } from '../../lib/nn/encoders';
 import type { TaskData } from '../../lib/eval/tasks';
 import { FidelityEvaluator, meanRowCosine } from '../../lib/eval/fidelity';
-import { runStealGrid, type StealGridOptions } from '../../lib/attacks/grid';
+import { runStealGrid, type StealGridOptions } from '../../lib/experiments/steal';
 import { loadSurrogate } from '../../lib/attacks/surrogate';
 import { readStealResults } from '../../lib/report/steal';
 

@@ -10,7 +10,8 @@ import { embedSync } from '../../lib/nn/module';
 import * as ops from '../../lib/core/ops';
 import type { Dataset } from '../../lib/data/dataset';
 import { EncoderService, QueryBudgetExceeded } from '../../lib/service/service';
-import { identityDefense, listDefenses, parseDefense, registerDefense, type Defense } from '../../lib/service/defense';
+import { identityDefense, type Defense } from '../../lib/defenses/defense';
+import { listDefenses, parseDefense, registerDefense } from '../../lib/defenses/spec';
 import { sameValues } from '../helpers';
 
 // A small random-init encoder on 8x8 images keeps every call fast.
@@ -170,7 +171,9 @@ t.test('parseDefense: "none" is the identity; unknown names are errors; registry
   t.same(d.params, { factor: 3 });
   t.throws(() => parseDefense('test-scale:factor'), /key=value/);
   t.throws(() => registerDefense('test-scale', () => identityDefense), /already registered/);
-  t.throws(() => registerDefense('Bad Name', () => identityDefense), TypeError);
+  t.throws(() => registerDefense('Bad Name', () => identityDefense), { name: 'RangeError', message: /^name must match \[a-z\]\[a-z0-9-\]\*, got "Bad Name"$/ });
+  t.throws(() => registerDefense(1n as never, () => identityDefense), { name: 'TypeError', message: /^name must be a defense name \(a string matching .*\), got a bigint \(1n\)$/ }, 'a BigInt name is described, not serialised');
+  t.throws(() => registerDefense('test-opts', () => identityDefense, '', { positionl: 'x' } as never), { name: 'TypeError', message: /^options has unknown key "positionl" \(did you mean "positional"\?\)/ });
   t.same(listDefenses().map((x) => x.name), ['none', 'noise', 'topk', 'round', 'b4b', 'test-scale']);
   const e = Tensor.from([1, 2, 3, 4], [2, 2]);
   t.equal(identityDefense.apply('x', e), e, 'identity returns its input');

@@ -3,13 +3,15 @@
 // would have; a truncated, corrupted, mismatched or otherwise invalid file is
 // an Error naming the file and the problem, and changes nothing.
 import t from 'tap';
+import * as crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Tensor } from '../../lib/core/tensor';
 import { createEncoder } from '../../lib/nn/encoders';
 import { EncoderService } from '../../lib/service/service';
-import { parseDefense } from '../../lib/service/defense';
+import { parseDefense } from '../../lib/defenses/spec';
 import { readServiceState, writeServiceState } from '../../lib/service/state';
 import { B4bDefense } from '../../lib/defenses/b4b';
 import { sameValues } from '../helpers';
@@ -87,7 +89,7 @@ t.test('b4b state: coverage bitsets and the calibrated centre survive', async (t
   t.ok(sameValues(await answer(b, 'eve', x), await answer(a, 'eve', x)), 'identical answers');
   const { header, body } = readServiceState(file);
   t.equal(header.format, 'encsec-service-state');
-  t.equal(header.version, 1);
+  t.equal(header.version, 2);
   t.equal(header.defense, 'b4b:beta=5,center=true');
   t.ok(Array.isArray(body.usage));
 });
@@ -116,7 +118,7 @@ t.test('a bad state file is a clear error and changes nothing', async (t) => {
     ['truncated', variant('truncated.bin', bytes.subarray(0, bytes.length - 10)), /truncated\.bin: truncated: the header announces \d+ bytes of state, the file has \d+/],
     ['cut in the header', variant('cut.bin', bytes.subarray(0, 20)), /cut\.bin: no header line/],
     ['bad checksum', variant('flipped.bin', (() => { const c = Buffer.from(bytes); c[nl + 20] ^= 0x01; return c; })()), /flipped\.bin: corrupt: the SHA-256/],
-    ['wrong version', variant('v2.bin', withHeader({ ...header, version: 2 })), /v2\.bin: format version 2; this encsec reads version 1/],
+    ['wrong version', variant('v3.bin', withHeader({ ...header, version: 3 })), /v3\.bin: format version 3; this encsec reads versions 1 and 2/],
     ['not a state file', variant('other.bin', '{"format":"something-else"}\n{}'), /other\.bin: not an encsec service state file/],
     ['garbage', variant('garbage.bin', 'hello\nworld'), /garbage\.bin: the header line is not JSON/],
     ['extra bytes', variant('extra.bin', Buffer.concat([bytes, Buffer.from('xx')])), /extra\.bin: 2 unexpected bytes/],
@@ -172,4 +174,86 @@ t.test('a bad state file is a clear error and changes nothing', async (t) => {
   const c2Stats = JSON.stringify(c2.clientStats('y'));
   t.throws(() => c2.loadState(comp), /comp\.bin: b4b state, client "y": bitsets of 3 bytes/);
   t.equal(JSON.stringify(c2.clientStats('y')), c2Stats, "the noise stage's state was rolled back too");
+});
+
+t.test('the digest covers the header line too: 100 single-bit flips of header and body are all refused', async (t) => {
+  const file = path.join(tmp, 'digest.bin');
+  (await busyService('noise:0.05')).saveState(file);
+  const bytes = fs.readFileSync(file);
+  const nl = bytes.indexOf(0x0a);
+  const headerLine = bytes.subarray(0, nl).toString('utf8');
+  const body = bytes.subarray(nl + 1);
+  // The digest, computed here from the documented layout: SHA-256 of the header line without its
+  // sha256 field, a newline, and the state text.
+  const header = JSON.parse(headerLine) as Record<string, unknown>;
+  t.same(Object.keys(header), ['format', 'version', 'defense', 'bytes', 'sha256'], 'the header fields, in order');
+  const unsigned = JSON.stringify({ format: header.format, version: header.version, defense: header.defense, bytes: header.bytes });
+  t.equal(header.sha256, crypto.createHash('sha256').update(unsigned + '\n').update(body).digest('hex'), 'sha256 covers the header and the body');
+  t.equal(header.bytes, body.length);
+  t.doesNotThrow(() => readServiceState(file), 'the intact file reads');
+
+  // The flip the fuzzer found: "noise:0.05" -> "noise:0.01" (0x35 ^ 0x04 = 0x31), a valid SPEC with a valid body digest.
+  const at = headerLine.indexOf('noise:0.05') + 'noise:0.0'.length;
+  const spoofed = Buffer.from(bytes);
+  spoofed[at] ^= 0x04;
+  t.match(spoofed.subarray(0, nl).toString('utf8'), /"defense":"noise:0\.01"/, 'the flipped header names another valid defense');
+  const spoofFile = path.join(tmp, 'spoof.bin');
+  fs.writeFileSync(spoofFile, spoofed);
+  t.throws(() => readServiceState(spoofFile), /spoof\.bin: corrupt: the SHA-256 of the header and state/, 'and is refused');
+
+  // 100 single-bit flips: 50 in the header line (newline included), 50 in the body, at seeded positions.
+  let seed = 12345;
+  const next = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const flipped = path.join(tmp, 'flipped-bit.bin');
+  const accepted: string[] = [];
+  for (let k = 0; k < 100; k++) {
+    const pos = k < 50 ? Math.floor(next() * (nl + 1)) : nl + 1 + Math.floor(next() * body.length);
+    const bit = Math.floor(next() * 8);
+    const c = Buffer.from(bytes);
+    c[pos] ^= 1 << bit;
+    fs.writeFileSync(flipped, c);
+    try {
+      readServiceState(flipped);
+      accepted.push(`byte ${pos} bit ${bit}`);
+    } catch (e) {
+      if (!(e instanceof Error) || !/service state file .*flipped-bit\.bin/.test(e.message)) accepted.push(`byte ${pos} bit ${bit}: unexpected error ${String(e)}`);
+    }
+  }
+  t.same(accepted, [], 'every flipped file is refused with an error naming the file');
+});
+
+t.test('version 1 files (digest of the body only) still read; a non-canonical header line is refused', async (t) => {
+  const body = Buffer.from(JSON.stringify({ savedAt: '', budgets: { default: null, clients: [] }, usage: [], defenseState: null }));
+  const v1 = { format: 'encsec-service-state', version: 1, defense: 'none', bytes: body.length, sha256: crypto.createHash('sha256').update(body).digest('hex') };
+  const f = path.join(tmp, 'v1.bin');
+  fs.writeFileSync(f, Buffer.concat([Buffer.from(JSON.stringify(v1) + '\n'), body]));
+  t.equal(readServiceState(f).header.version, 1);
+  const g = path.join(tmp, 'v2-spaced.bin');
+  writeServiceState(g, 'none', JSON.parse(body.toString()));
+  const bytes = fs.readFileSync(g);
+  const nl = bytes.indexOf(0x0a);
+  const spaced = JSON.stringify(JSON.parse(bytes.subarray(0, nl).toString()), null, 0).replace('{', '{ ');
+  fs.writeFileSync(g, Buffer.concat([Buffer.from(spaced + '\n'), bytes.subarray(nl + 1)]));
+  t.throws(() => readServiceState(g), /v2-spaced\.bin: corrupt: the header line is not in its canonical form/);
+});
+
+t.test('reading a state file removes the temporaries of killed saves; bad arguments are clear errors', async (t) => {
+  const file = path.join(tmp, 'stale.bin');
+  writeServiceState(file, 'none', { savedAt: '', budgets: { default: null, clients: [] }, usage: [], defenseState: null });
+  // A process that has exited: its pid names a temporary no live process owns.
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid as number;
+  const stale = path.join(tmp, `.stale.bin.tmp-${dead}-abcdef012345`);
+  const live = path.join(tmp, `.stale.bin.tmp-${process.pid}-abcdef012345`);
+  fs.writeFileSync(stale, 'half a save');
+  fs.writeFileSync(live, 'a save in progress');
+  readServiceState(file);
+  t.notOk(fs.existsSync(stale), "the dead process's temporary is gone");
+  t.ok(fs.existsSync(live), "a live process's temporary is kept");
+  fs.rmSync(live);
+  t.throws(() => readServiceState(Object.create(null)), { name: 'TypeError', message: /^file must be a non-empty path, got an object/ });
+  t.throws(() => readServiceState(1 as never), { name: 'TypeError', message: /^file must be a non-empty path, got 1/ });
+  t.throws(() => writeServiceState(path.join(tmp, 'x.bin'), 'none', { savedAt: '', budgets: { default: null, clients: [] }, usage: [[ 'a', { used: 1n } ]], defenseState: null } as never), { name: 'TypeError', message: /^body cannot be written as JSON: .*BigInt/ });
+  t.throws(() => writeServiceState(path.join(tmp, 'x.bin'), 5 as never, {} as never), { name: 'TypeError', message: /^defense must be a non-empty defense SPEC string, got 5/ });
+  t.throws(() => writeServiceState(path.join(tmp, 'x.bin'), 'none', [] as never), { name: 'TypeError', message: /^body must be an object, got an array/ });
+  t.notOk(fs.existsSync(path.join(tmp, 'x.bin')), 'nothing was written');
 });
