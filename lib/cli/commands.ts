@@ -1,23 +1,18 @@
 // The command table. One file per command; this file only lists them.
-import type { OptionSpecs, ParsedArgs } from './args';
+export type { Command, CommandContext } from './command';
+import type { Command } from './command';
 import { infoCommand } from './info';
 import { pretrainCommand } from './pretrain';
 import { evalCommand } from './eval';
 import { stealCommand } from './steal';
 import { experimentCommand } from './experiment';
 import { demoCommand } from './demo';
-
-export interface CommandContext {
-  /** Progress and messages (stderr), never the result. */
-  log(line: string): void;
-  isTTY: boolean;
-}
-
-export interface Command {
-  summary: string;
-  options: OptionSpecs;
-  run(args: ParsedArgs, ctx: CommandContext): Promise<Record<string, unknown>>;
-}
+import { watermarkCommand } from './watermark';
+import { serveCommand } from './serve';
+import { keysCommand } from './keys';
+import { auditCommand } from './audit';
+import { poisonCommand } from './poison';
+import { authCommand } from './auth';
 
 export const commands: Record<string, Command> = {
   info: infoCommand,
@@ -26,4 +21,10 @@ export const commands: Record<string, Command> = {
   steal: stealCommand,
   experiment: experimentCommand,
   demo: demoCommand,
+  watermark: watermarkCommand,
+  serve: serveCommand,
+  keys: keysCommand,
+  audit: auditCommand,
+  poison: poisonCommand,
+  auth: authCommand,
 };

@@ -1,6 +1,6 @@
 // `encsec eval`: linear-probe (or kNN) accuracy of a frozen encoder on a
 // downstream task.
-import type { Command } from './commands';
+import type { Command } from './command';
 import { loadEncoder } from '../io/checkpoint';
 import { createEncoder, type Architecture, type Encoder } from '../nn/encoders';
 import type { Embeddings } from '../eval/probe';
@@ -14,13 +14,13 @@ import { setDevice, info } from '../core/backend';
 export const evalCommand: Command = {
   summary: 'evaluate an encoder: linear probe or kNN on a downstream task',
   options: {
-    encoder: { kind: 'string', help: 'encoder file (safetensors), or a baseline: raw (normalised pixels) | random:cnn-small | random:resnet18-cifar' },
+    encoder: { kind: 'string', help: 'encoder file (safetensors), or a baseline: raw (normalised pixels) | random:cnn-small | random:resnet18-cifar', required: true },
     data: { kind: 'string', help: 'fashion-mnist | mnist | cifar10:PATH | folder:PATH', default: 'fashion-mnist' },
-    probe: { kind: 'string', help: 'linear | knn', default: 'linear' },
-    limit: { kind: 'int', help: 'first N images per split' },
-    epochs: { kind: 'int', help: 'linear probe epochs', default: 100 },
-    seed: { kind: 'int', help: 'probe seed', default: 0 },
-    device: { kind: 'string', help: 'cpu | cuda' },
+    probe: { kind: 'string', help: 'linear | knn', default: 'linear', choices: ['linear', 'knn'] },
+    limit: { kind: 'int', help: 'first N images per split', min: 1 },
+    epochs: { kind: 'int', help: 'linear probe epochs', default: 100, min: 1 },
+    seed: { kind: 'int', help: 'probe seed (and the random:ARCH encoder\'s)', default: 0, min: 0 },
+    device: { kind: 'string', help: 'cpu | cuda', choices: ['cpu', 'cuda'] },
   },
   async run(args) {
     const file = args.string('encoder');

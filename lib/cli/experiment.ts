@@ -6,18 +6,23 @@
 // accepts their union and refuses an option the chosen sub-command does not
 // take. A new sub-command (e.g. `defend`) is one more entry in SUBCOMMANDS.
 import * as path from 'node:path';
-import type { Command, CommandContext } from './commands';
-import { ParsedArgs, type ArgValue, type OptionSpecs } from './args';
-import { ATTACK_OPTIONS, applyDevice, defined, loadEvalTasks, loadQueryData, loadTarget, parseMethod, progressFrom, stealSettings } from './steal';
-import { joinDefenseList, listDefenses, parseDefense } from '../service/defense';
+import type { Command, CommandContext } from './command';
+import { ParsedArgs, UsageError, type ArgValue, type OptionSpecs } from './args';
+import { ATTACK_OPTIONS, applyDevice, checkStealSettings, defined, parseMethod, progressFrom, stealSettings } from './options';
+import { joinDefenseList, listDefenses, parseDefense } from '../defenses/spec';
 import { STEAL_METHODS, type StealMethod } from '../attacks/losses';
 import type { ProgressSink } from '../report/progress';
-import { runStealGrid, type GridOptions } from '../attacks/grid';
 import { calibrateDefense, CALIBRATION_IMAGES } from '../defenses/calibrate';
-import { canonicalDefenses, runDefenseGrid } from '../defenses/grid';
+import { DEFAULT_EVAL_TASKS, loadEvalTasks, loadQueryData, loadTarget, type LoadedTarget } from '../experiments/setup';
+import type { AttackGridOptions } from '../experiments/attack-settings';
+import { runStealGrid } from '../experiments/steal';
+import { canonicalDefenses, runDefenseGrid } from '../experiments/defend';
 import { cellSummary, stealResultsMarkdown, sortedCells } from '../report/steal';
 import { defendResultsMarkdown, defenseOrder, strongestCell } from '../report/defend';
 import { info } from '../core/backend';
+import { poisonExperiment } from './experiment-poison';
+import { watermarkExperiment } from './experiment-watermark';
+import { authExperiment } from './experiment-auth';
 
 export interface SubCommand {
   summary: string;
@@ -28,7 +33,7 @@ export interface SubCommand {
 function parseBudgets(list: string[]): number[] {
   const out = list.map((s) => {
     const v = Number(s);
-    if (!Number.isInteger(v) || v < 2) throw new Error(`--budgets must be integers >= 2, got ${JSON.stringify(s)}`);
+    if (!Number.isInteger(v) || v < 2) throw new UsageError(`--budgets must be integers >= 2, got ${JSON.stringify(s)}`);
     return v;
   });
   return [...new Set(out)].sort((a, b) => a - b);
@@ -38,26 +43,27 @@ function parseBudgets(list: string[]): number[] {
 interface GridArgs {
   methods: StealMethod[];
   budgets: number[];
-  steal: GridOptions['steal'];
+  steal: AttackGridOptions['steal'];
   progress: ProgressSink;
   outDir: string;
 }
 
 function gridArgs(args: ParsedArgs): GridArgs {
   const methods = (args.list('methods') ?? []).map((m) => parseMethod(m, '--methods'));
-  if (methods.length === 0) throw new Error('--methods needs at least one method');
+  if (methods.length === 0) throw new UsageError('--methods needs at least one method');
   const budgets = parseBudgets(args.list('budgets') ?? []);
-  if (budgets.length === 0) throw new Error('--budgets needs at least one budget');
+  if (budgets.length === 0) throw new UsageError('--budgets needs at least one budget');
+  for (const m of methods) checkStealSettings(stealSettings(args), m, budgets);
   return { methods, budgets, steal: defined(stealSettings(args)), progress: progressFrom(args), outDir: path.resolve(args.string('out-dir')!) };
 }
 
 /** Loads the query data and evaluation tasks: the options both grids take. */
-async function gridOptions(args: ParsedArgs, ctx: CommandContext, target: ReturnType<typeof loadTarget>, parsed: GridArgs): Promise<GridOptions> {
+async function gridOptions(args: ParsedArgs, ctx: CommandContext, target: LoadedTarget, parsed: GridArgs): Promise<AttackGridOptions> {
   const inC = target.encoder.config.inChannels;
   const queryDataName = args.string('query-data') ?? 'fashion-mnist';
   const queryData = await loadQueryData(queryDataName, inC);
   const limit = args.number('limit');
-  const tasks = await loadEvalTasks(args.list('tasks') ?? ['fashion-mnist', 'mnist'], limit, inC);
+  const tasks = await loadEvalTasks(args.list('tasks') ?? [...DEFAULT_EVAL_TASKS], limit, inC);
   return {
     ...parsed,
     target: target.encoder,
@@ -85,9 +91,14 @@ const stealExperiment: SubCommand = {
   },
   async run(args, ctx) {
     const parsed = gridArgs(args);
-    applyDevice(args);
     const defenseSpec = args.string('defense') ?? 'none';
-    const defense = parseDefense(defenseSpec);
+    let defense;
+    try {
+      defense = parseDefense(defenseSpec);
+    } catch (e) {
+      throw new UsageError(`--defense: ${(e as Error).message}`);
+    }
+    applyDevice(args);
     const target = loadTarget(args.string('target'));
     const t0 = Date.now();
     try {
@@ -104,7 +115,8 @@ const stealExperiment: SubCommand = {
         skipped: grid.skipped,
         targetAccuracy: grid.results.target.accuracy,
         cells: sortedCells(grid.results).map(cellSummary),
-        files: grid.files,
+        // The report and every stolen encoder the folder holds.
+        files: [...grid.files, ...grid.results.cells.filter((c) => c.file).map((c) => path.join(outDir, c.file!))],
         wallSeconds: (Date.now() - t0) / 1000,
         backend: info().backend,
       };
@@ -143,10 +155,10 @@ const defendExperiment: SubCommand = {
     try {
       defenses = canonicalDefenses(joinDefenseList(args.list('defenses') ?? []));
     } catch (e) {
-      throw new Error(`--defenses: ${(e as Error).message}`);
+      throw new UsageError(`--defenses: ${(e as Error).message}`);
     }
     const calibration = args.number('calibration');
-    if (calibration !== undefined && calibration < 1) throw new Error(`--calibration must be a positive integer, got ${calibration}`);
+    if (calibration !== undefined && calibration < 1) throw new UsageError(`--calibration must be a positive integer, got ${calibration}`);
     applyDevice(args);
     const target = loadTarget(args.string('target'));
     const t0 = Date.now();
@@ -184,6 +196,9 @@ const defendExperiment: SubCommand = {
 export const SUBCOMMANDS: Record<string, SubCommand> = {
   steal: stealExperiment,
   defend: defendExperiment,
+  poison: poisonExperiment,
+  watermark: watermarkExperiment,
+  auth: authExperiment,
 };
 
 /** The union of the sub-commands' options, without defaults (each sub-command applies its own). */
@@ -204,16 +219,21 @@ const subList = () => Object.entries(SUBCOMMANDS).map(([n, s]) => `${n} (${s.sum
 export const experimentCommand: Command = {
   summary: `run an experiment grid into a resumable report folder: ${Object.keys(SUBCOMMANDS).join(' | ')}`,
   options: unionOptions(),
+  subcommands: SUBCOMMANDS,
+  onInterrupt(args) {
+    const dir = args.string('out-dir');
+    return `Every finished cell is kept in ${dir ? path.join(dir, 'results.json') : 'the report folder\'s results.json'} (rewritten atomically after each cell); the cell in progress is lost. Run the same command again to resume: finished cells are skipped.`;
+  },
   async run(args, ctx) {
     const [name, ...extra] = args.positional;
-    if (!name) throw new Error(`a sub-command is required: ${subList()}`);
+    if (!name) throw new UsageError(`a sub-command is required: ${subList()}`);
     const sc = SUBCOMMANDS[name];
-    if (!sc) throw new Error(`unknown sub-command ${JSON.stringify(name)}: expected ${subList()}`);
-    if (extra.length) throw new Error(`unexpected argument ${JSON.stringify(extra[0])}`);
+    if (!sc) throw new UsageError(`unknown sub-command ${JSON.stringify(name)}: expected ${subList()}`);
+    if (extra.length) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
     // Only this sub-command's options, with its defaults.
     const values = new Map<string, ArgValue>();
     for (const opt of Object.keys(unionOptions())) {
-      if (args.has(opt) && !(opt in sc.options)) throw new Error(`--${opt} is not an option of "experiment ${name}"`);
+      if (args.has(opt) && !(opt in sc.options)) throw new UsageError(`--${opt} is not an option of "experiment ${name}"`);
     }
     for (const [opt, spec] of Object.entries(sc.options)) {
       const v = args.get(opt);

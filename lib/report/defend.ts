@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { readResultsFile, writeReportFolder } from './folder';
 import { markdownTable, pct, fixed, int } from './table';
 import { MARKERS, PALETTE, renderLineChart, type ChartSeries } from './svg';
-import { cellFigureColumns, taskTitle, type StealCellResult } from './steal';
+import { baselineTableRows, cellFigureColumns, columnDefinitions, taskTitle, type BaselineRow, type StealCellResult } from './steal';
 
 export const DEFEND_RESULTS_KIND = 'encsec-defend-experiment';
 
@@ -49,6 +49,8 @@ export interface DefendResults {
   tasks: string[];
   utility: DefenseUtility[];
   cells: DefendCellResult[];
+  /** Baseline rows of the undefended target (lib/experiments/baselines.ts), when measured. */
+  baselines?: BaselineRow[];
   updatedAt: string;
 }
 
@@ -176,7 +178,12 @@ export function defendResultsMarkdown(r: DefendResults): string {
       fixed(c.wallSeconds, 1),
     ];
   });
-  lines.push(markdownTable(cHeaders, cRows, ['left', 'left', ...cHeaders.slice(2).map(() => 'right' as const)]));
+  // What an attacker gets without stealing, in the same columns (when the results have them).
+  cRows.unshift(...baselineTableRows(r.baselines, r.tasks, 3).map((row) => ['–', ...row]));
+  lines.push(markdownTable(cHeaders, cRows, ['left', 'left', ...cHeaders.slice(2).map(() => 'right' as const)]).trimEnd());
+  lines.push('');
+  lines.push(columnDefinitions(r.tasks[0], r.baselines));
+  lines.push('');
   lines.push('## Trade-off: dominated settings');
   lines.push('');
   lines.push('A setting is dominated when another gives the honest client at least the same accuracy on the task and the strongest attack at most the same agreement (one of them strictly).');

@@ -2,6 +2,7 @@
 // (cli-progress), one JSON object per line otherwise (logs, CI, pipes).
 // Progress goes to stderr; stdout is kept for each command's result.
 import { SingleBar, Presets } from 'cli-progress';
+import { checkInt, checkOneOf, checkOptions, describe } from '../core/validate';
 
 export interface ProgressEvent {
   /** What is running, e.g. "pretrain". */
@@ -26,30 +27,58 @@ export interface ProgressSink {
 /** Discards everything (library use without output). */
 export const silentProgress: ProgressSink = { update() {}, event() {}, stop() {} };
 
+/**
+ * Where progress goes (default process.stderr): any writable text stream. A
+ * structural type, so that the published declarations need no Node types.
+ */
+export interface ProgressStream {
+  write(chunk: string): unknown;
+  isTTY?: boolean;
+}
+
 export interface ProgressOptions {
-  stream?: NodeJS.WriteStream;
+  stream?: ProgressStream;
   /** Force the mode; default: a bar when the stream is a TTY. */
   mode?: 'bar' | 'json' | 'silent';
   /** Minimum milliseconds between JSON progress lines. */
   intervalMs?: number;
 }
 
+/** Checks a progress argument: an object with update, event and stop methods (a ProgressSink). */
+export function checkProgressSink(v: unknown, name: string): ProgressSink {
+  const p = v as Partial<ProgressSink> | null;
+  if (p === null || typeof p !== 'object' || typeof p.update !== 'function' || typeof p.event !== 'function' || typeof p.stop !== 'function') {
+    throw new TypeError(`${name} must be a ProgressSink ({ update, event, stop }, e.g. from createProgress()), got ${describe(v)}`);
+  }
+  return p as ProgressSink;
+}
+
+/** JSON text of a progress record; a BigInt is written as its decimal digits (JSON has none). */
+function json(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
+}
+
 export function createProgress(opts: ProgressOptions = {}): ProgressSink {
-  const stream = opts.stream ?? process.stderr;
-  const mode = opts.mode ?? (stream.isTTY ? 'bar' : 'json');
+  const o = checkOptions<ProgressOptions>(opts, 'opts', ['stream', 'mode', 'intervalMs']);
+  const stream = o.stream ?? process.stderr;
+  if (stream === null || typeof stream !== 'object' || typeof (stream as ProgressStream).write !== 'function') {
+    throw new TypeError(`opts.stream must be a writable text stream (an object with write()), got ${describe(stream)}`);
+  }
+  const mode = o.mode === undefined ? (stream.isTTY ? 'bar' : 'json') : checkOneOf(o.mode, 'opts.mode', ['bar', 'json', 'silent'] as const);
+  if (o.intervalMs !== undefined) checkInt(o.intervalMs, 'opts.intervalMs', { min: 0, max: 2 ** 31 - 1 });
   if (mode === 'silent') return silentProgress;
   if (mode === 'json') {
-    const interval = opts.intervalMs ?? 10_000;
+    const interval = o.intervalMs ?? 10_000;
     let last = 0;
     return {
       update(e) {
         const now = Date.now();
         if (now - last < interval && e.step !== e.steps) return;
         last = now;
-        stream.write(JSON.stringify({ type: 'progress', ...round(e) }) + '\n');
+        stream.write(json({ type: 'progress', ...round(e) }) + '\n');
       },
       event(record) {
-        stream.write(JSON.stringify({ type: 'event', ...record }) + '\n');
+        stream.write(json({ type: 'event', ...record }) + '\n');
       },
       stop() {},
     };
@@ -62,7 +91,8 @@ export function createProgress(opts: ProgressOptions = {}): ProgressSink {
         bar?.stop();
         bar = new SingleBar(
           {
-            stream,
+            // A bar is drawn only on a TTY: there the stream is a real Node stream.
+            stream: stream as unknown as NodeJS.WritableStream,
             format: '{task} {epochs} [{bar}] {percentage}% | loss {loss} | {ips} img/s | ETA {eta_s}s',
             hideCursor: true,
             etaBuffer: 50,
@@ -82,7 +112,7 @@ export function createProgress(opts: ProgressOptions = {}): ProgressSink {
     event(record) {
       bar?.stop();
       bar = null;
-      stream.write(Object.entries(record).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(4) : JSON.stringify(v)}`).join(' ') + '\n');
+      stream.write(Object.entries(record).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(4) : json(v)}`).join(' ') + '\n');
     },
     stop() {
       bar?.stop();

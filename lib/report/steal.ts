@@ -3,8 +3,11 @@
 // table) and the charts: chart.svg (stolen encoder's in-distribution
 // probe accuracy against the query budget, one line per method, the
 // target's accuracy as a dashed reference line), chart-agreement.svg
-// (agreement of the two probes against the budget) and, when the results
-// have a second task, chart-<task>.svg (its accuracy, e.g. MNIST).
+// (agreement of the two probes against the budget), chart-cosine.svg (mean
+// cosine of the embeddings against the budget) and, when the results
+// have a second task, chart-<task>.svg (its accuracy, e.g. MNIST). Baseline
+// rows (raw pixels, random-init encoder, untrained surrogate) head the table
+// and appear as dashed reference lines.
 import * as path from 'node:path';
 import { readResultsFile, writeReportFolder } from './folder';
 import { markdownTable, pct, fixed, int } from './table';
@@ -34,6 +37,18 @@ export interface StealCellResult {
   history?: { epoch: number; loss: number; seconds: number }[];
 }
 
+/** What an attacker gets without stealing (lib/experiments/baselines.ts), measured like a copy. */
+export interface BaselineRow {
+  name: 'raw pixels' | 'random-init encoder' | 'untrained surrogate';
+  description: string;
+  /** Task name -> linear-probe TEST accuracy. */
+  stolenAccuracy: Record<string, number>;
+  agreement: number;
+  /** null when the features' size differs from the target's (raw pixels). */
+  meanCosine: number | null;
+  evalSeconds: number;
+}
+
 export interface StealResults {
   kind: typeof STEAL_RESULTS_KIND;
   version: 1;
@@ -43,6 +58,8 @@ export interface StealResults {
   /** Task names, first = in distribution (agreement, mean cosine). */
   tasks: string[];
   cells: StealCellResult[];
+  /** Baseline rows (absent in files written before they existed). */
+  baselines?: BaselineRow[];
   updatedAt: string;
 }
 
@@ -91,8 +108,11 @@ export function stealResultsMarkdown(r: StealResults): string {
     fixed(c.wallSeconds, 1),
     fixed(c.evalSeconds, 1),
   ]);
+  rows.unshift(...baselineTableRows(r.baselines, r.tasks, 4));
   if (acc) rows.unshift(['target', '–', '–', ...r.tasks.map((t) => pct(acc[t])), '–', '–', '–', '–', '–']);
-  lines.push(markdownTable(headers, rows, ['left', 'right', 'right', ...r.tasks.map(() => 'right' as const), 'right', 'right', 'right', 'right', 'right']));
+  lines.push(markdownTable(headers, rows, ['left', 'right', 'right', ...r.tasks.map(() => 'right' as const), 'right', 'right', 'right', 'right', 'right']).trimEnd());
+  lines.push('');
+  lines.push(columnDefinitions(r.tasks[0], r.baselines));
   return lines.join('\n');
 }
 
@@ -113,6 +133,15 @@ function methodSeries(r: StealResults, value: (c: StealCellResult) => number | n
   });
 }
 
+/** Dashed reference lines for the named baselines (those with a value). */
+function baselineReferences(baselines: readonly BaselineRow[] | undefined, value: (b: BaselineRow) => number | null | undefined, format: (v: number) => string, names: readonly BaselineRow['name'][]) {
+  return (baselines ?? [])
+    .filter((b) => names.includes(b.name))
+    .map((b) => ({ b, y: value(b) }))
+    .filter((x): x is { b: BaselineRow; y: number } => typeof x.y === 'number' && Number.isFinite(x.y))
+    .map(({ b, y }) => ({ label: `${b.name} (${format(y)})`, y }));
+}
+
 /** The charts of the report: file name -> SVG document. */
 export function stealCharts(r: StealResults): Record<string, string> {
   const out: Record<string, string> = {};
@@ -129,7 +158,10 @@ export function stealCharts(r: StealResults): Record<string, string> {
       xTicks: budgets,
       yFormat: 'percent',
       series: methodSeries(r, (c) => c.stolenAccuracy[task]),
-      references: tAcc === undefined ? [] : [{ label: `target (${pct(tAcc)})`, y: tAcc }],
+      references: [
+        ...(tAcc === undefined ? [] : [{ label: `target (${pct(tAcc)})`, y: tAcc }]),
+        ...baselineReferences(r.baselines, (b) => b.stolenAccuracy[task], pct, ['random-init encoder', 'raw pixels']),
+      ],
     });
   });
   out['chart-agreement.svg'] = renderLineChart({
@@ -141,9 +173,40 @@ export function stealCharts(r: StealResults): Record<string, string> {
     xTicks: budgets,
     yFormat: 'percent',
     series: methodSeries(r, (c) => c.agreement),
-    references: [{ label: 'perfect copy (100%)', y: 1 }],
+    references: [{ label: 'perfect copy (100%)', y: 1 }, ...baselineReferences(r.baselines, (b) => b.agreement, pct, ['untrained surrogate'])],
   });
+  if (r.cells.some((c) => typeof c.meanCosine === 'number')) {
+    out['chart-cosine.svg'] = renderLineChart({
+      title: 'Stolen vs target: mean cosine of the embeddings vs query budget',
+      subtitle: `mean over ${taskTitle(r.tasks[0])} test images of cos(stolen(x), target(x)); ${sub}`,
+      xLabel: 'query budget: distinct images queried',
+      yLabel: 'mean cosine with the target',
+      xScale: 'log',
+      xTicks: budgets,
+      yFormat: 'number',
+      series: methodSeries(r, (c) => c.meanCosine),
+      references: [{ label: 'identical (1)', y: 1 }, ...baselineReferences(r.baselines, (b) => b.meanCosine, (v) => fixed(v), ['untrained surrogate'])],
+    });
+  }
   return out;
+}
+
+/**
+ * The baseline rows of a table whose columns are method, budget, queries,
+ * accuracy per task, agreement, mean cosine, then `trailing` more columns.
+ */
+export function baselineTableRows(baselines: readonly BaselineRow[] | undefined, tasks: readonly string[], trailing: number): string[][] {
+  return (baselines ?? []).map((b) => [`baseline: ${b.name}`, '–', '0', ...tasks.map((t) => pct(b.stolenAccuracy[t])), pct(b.agreement), b.meanCosine === null ? 'n/a' : fixed(b.meanCosine), ...Array.from({ length: trailing }, () => '–')]);
+}
+
+/** The one line under every stealing table that says what its columns mean. */
+export function columnDefinitions(firstTask: string, baselines: readonly BaselineRow[] | undefined): string {
+  const t = taskTitle(firstTask);
+  let text =
+    `Columns: acc = linear-probe test accuracy; agreement = share of ${t} test images on which this encoder's probe predicts the same class as the target's probe; ` +
+    `mean cos = mean cosine similarity between this encoder's and the target's embeddings of those images (1 = identical; n/a when the sizes differ).`;
+  if (baselines?.length) text += ` Baselines (no stealing): ${baselines.map((b) => `${b.name} = ${b.description}`).join('; ')}. A copy has been stolen where it beats them, above all the untrained surrogate.`;
+  return text;
 }
 
 /** A cell's method, budget, queries, stolen accuracy per task, agreement and mean cosine, as table cells. */

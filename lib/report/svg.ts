@@ -12,6 +12,7 @@
 // polyline, no sideways dodge), and a series may label its points; labels
 // are placed beside their point (right, left, above or below, the first
 // place that overlaps no other label or marker).
+import { checkOptions, describe } from '../core/validate';
 
 export interface ChartSeries {
   name: string;
@@ -137,7 +138,27 @@ export function wrapText(text: string, maxChars: number): string[] {
 }
 
 /** Renders the chart as a standalone SVG document. */
+const SPEC_KEYS = ['title', 'subtitle', 'xLabel', 'yLabel', 'series', 'references', 'xScale', 'xTicks', 'yDomain', 'yFormat', 'xFormat', 'width', 'height'];
+const SERIES_KEYS = ['name', 'points', 'color', 'marker', 'line', 'labels', 'markerSize', 'strokeWidth', 'legend'];
+
 export function renderLineChart(spec: LineChartSpec): string {
+  if (spec === undefined) throw new TypeError('spec must be an object { title, xLabel, yLabel, series, ... }, got undefined');
+  checkOptions(spec, 'spec', SPEC_KEYS);
+  const seriesArg: unknown = spec.series;
+  if (!Array.isArray(seriesArg)) throw new TypeError(`spec.series must be an array of series, got ${describe(seriesArg)}`);
+  (seriesArg as unknown[]).forEach((s, i) => {
+    if (s === undefined) throw new TypeError(`spec.series[${i}] must be an object { name, points, ... }, got undefined`);
+    const points: unknown = checkOptions<ChartSeries>(s, `spec.series[${i}]`, SERIES_KEYS).points;
+    if (!Array.isArray(points)) throw new TypeError(`spec.series[${i}].points must be an array of [x, y] pairs, got ${describe(points)}`);
+  });
+  const refsArg: unknown = spec.references;
+  if (refsArg !== undefined) {
+    if (!Array.isArray(refsArg)) throw new TypeError(`spec.references must be an array, got ${describe(refsArg)}`);
+    (refsArg as unknown[]).forEach((r, i) => {
+      if (r === undefined) throw new TypeError(`spec.references[${i}] must be an object { label, y, color? }, got undefined`);
+      checkOptions(r, `spec.references[${i}]`, ['label', 'y', 'color']);
+    });
+  }
   const W = spec.width ?? 760;
   const H = spec.height ?? 460;
   const series = spec.series.map((s, i) => {

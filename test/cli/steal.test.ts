@@ -10,6 +10,7 @@ import { createEncoder } from '../../lib/nn/encoders';
 import { saveEncoder } from '../../lib/io/checkpoint';
 import { loadSurrogate } from '../../lib/attacks/surrogate';
 import { readStealResults } from '../../lib/report/steal';
+import { assertInRange, assertRecordInRange } from '../helpers';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'encsec-steal-cli-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -20,7 +21,7 @@ enc.dispose();
 
 const logs: string[] = [];
 const ctx: CommandContext = { log: (l) => logs.push(l), isTTY: false };
-const run = (name: string, argv: string[]) => commands[name].run(parseArgs(argv, commands[name].options), ctx);
+const run = async (name: string, argv: string[]) => commands[name].run(parseArgs(argv, commands[name].options), ctx);
 const tiny = ['--epochs', '1', '--batch', '8', '--limit', '40', '--probe-epochs', '5', '--progress', 'silent'];
 
 t.test('steal: one attack, evaluated, written', async (t) => {
@@ -31,11 +32,11 @@ t.test('steal: one attack, evaluated, written', async (t) => {
   t.equal(r.lambda, 20);
   t.equal(r.k, 2);
   t.equal(r.defense, 'none');
-  t.same(Object.keys(r.stolenAccuracy as object), ['fashion-mnist', 'mnist']);
-  t.same(Object.keys(r.targetAccuracy as object), ['fashion-mnist', 'mnist']);
-  t.type(r.agreement, 'number');
-  t.type(r.meanCosine, 'number');
-  t.type(r.wallSeconds, 'number');
+  assertRecordInRange(t, r.stolenAccuracy, ['fashion-mnist', 'mnist'], 0, 1, 'stolenAccuracy');
+  assertRecordInRange(t, r.targetAccuracy, ['fashion-mnist', 'mnist'], 0, 1, 'targetAccuracy');
+  assertInRange(t, r.agreement, 0, 1, 'agreement');
+  assertInRange(t, r.meanCosine, -1, 1, 'meanCosine');
+  assertInRange(t, r.wallSeconds, 0, 3600, 'wallSeconds');
   const s = loadSurrogate(out);
   t.equal((s.config.attack as { method: string }).method, 'stolenencoder');
   s.surrogate.dispose();
@@ -70,9 +71,17 @@ t.test('experiment steal: a grid, resumed', async (t) => {
 
 t.test('demo: pre-train, steal with every method, report', async (t) => {
   const dir = path.join(tmp, 'demo');
-  const r = await run('demo', ['--quick', '--target-images', '64', '--target-epochs', '1', '--budget', '16', '--epochs', '1', '--limit', '40', '--progress', 'silent', '--out-dir', dir]);
+  const r = await run('demo', ['--quick', '--target-images', '64', '--target-epochs', '1', '--budgets', '16', '--epochs', '1', '--limit', '40', '--progress', 'silent', '--out-dir', dir]);
   t.same((r.cells as { method: string }[]).map((c) => c.method), ['mse', 'cosine', 'stolenencoder', 'contsteal']);
-  t.ok(r.targetAccuracy);
+  assertRecordInRange(t, r.targetAccuracy, ['fashion-mnist', 'mnist'], 0, 1, 'targetAccuracy');
   for (const f of ['target.safetensors', 'results.json', 'results.md', 'chart.svg', 'chart-agreement.svg', 'chart-mnist.svg']) t.ok(fs.existsSync(path.join(dir, f)), f);
-  t.ok(logs.some((l) => l.includes('| stolenencoder |')), 'the table is printed (to the log)');
+  t.ok(logs.some((l) => /\| stolenencoder +\|/.test(l)), 'the table is printed (to the log)');
+  t.same((r.baselines as { name: string }[]).map((b) => b.name), ['raw pixels', 'random-init encoder', 'untrained surrogate'], 'baseline rows');
+  const files = r.files as string[];
+  for (const m of ['mse', 'cosine', 'stolenencoder', 'contsteal']) t.ok(files.includes(path.join(dir, `stolen-${m}-16.safetensors`)), `files lists the stolen ${m} encoder`);
+  for (const f of files) t.ok(fs.existsSync(f), `${path.basename(f)} exists`);
+  t.same(fs.readdirSync(dir).filter((f) => !f.startsWith('.')).map((f) => path.join(dir, f)).sort(), [...files].sort(), 'files lists every file of the folder');
+  logs.length = 0;
+  await run('demo', ['--quick', '--target-images', '64', '--target-epochs', '1', '--budgets', '16', '--methods', 'mse', '--epochs', '1', '--limit', '40', '--progress', 'silent', '--out-dir', dir]);
+  t.ok(logs.some((l) => /replacing the earlier demo in .*demo \(4 cell\(s\)/.test(l)), 'a re-run says it replaces the earlier demo');
 });

@@ -184,7 +184,7 @@ t.test('helpers: ticks, numbers, wrapping, escaping', async (t) => {
 t.test('steal charts and the report folder', async (t) => {
   const r = results();
   const charts = stealCharts(r);
-  t.same(Object.keys(charts).sort(), ['chart-agreement.svg', 'chart-mnist.svg', 'chart.svg']);
+  t.same(Object.keys(charts).sort(), ['chart-agreement.svg', 'chart-cosine.svg', 'chart-mnist.svg', 'chart.svg']);
   for (const [name, svg] of Object.entries(charts)) {
     const names = checkXml(svg);
     t.equal(count(names, 'polyline'), 3, `${name}: one line per method`);
@@ -203,7 +203,7 @@ t.test('steal charts and the report folder', async (t) => {
 
   const dir = path.join(tmp, 'report');
   const files = writeStealReport(dir, r);
-  t.same(files.map((f) => path.basename(f)), ['results.json', 'results.md', 'chart.svg', 'chart-mnist.svg', 'chart-agreement.svg']);
+  t.same(files.map((f) => path.basename(f)), ['results.json', 'results.md', 'chart.svg', 'chart-mnist.svg', 'chart-agreement.svg', 'chart-cosine.svg']);
   const back = readStealResults(path.join(dir, 'results.json'))!;
   t.same(back, r, 'results.json round trip');
   t.equal(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')).length, 0, 'no temporary files left');
@@ -212,4 +212,36 @@ t.test('steal charts and the report folder', async (t) => {
   t.throws(() => readStealResults(path.join(dir, 'bad.json')), /not an encsec steal-experiment/);
   fs.writeFileSync(path.join(dir, 'broken.json'), '{');
   t.throws(() => readStealResults(path.join(dir, 'broken.json')), /not valid JSON/);
+});
+
+t.test('steal report: baseline rows under the target, column definitions, baseline reference lines', async (t) => {
+  const r = results();
+  r.baselines = [
+    { name: 'raw pixels', description: 'normalised pixels as features, no encoder', stolenAccuracy: { 'fashion-mnist': 0.812, mnist: 0.889 }, agreement: 0.801, meanCosine: null, evalSeconds: 1 },
+    { name: 'random-init encoder', description: 'cnn-small, untrained (seed 1)', stolenAccuracy: { 'fashion-mnist': 0.766, mnist: 0.827 }, agreement: 0.772, meanCosine: 0.361, evalSeconds: 1 },
+    { name: 'untrained surrogate', description: "the attacks' starting point", stolenAccuracy: { 'fashion-mnist': 0.77, mnist: 0.83 }, agreement: 0.775, meanCosine: 0.402, evalSeconds: 1 },
+  ];
+  const md = stealResultsMarkdown(r);
+  const rows = md.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| method') && !l.startsWith('| -'));
+  t.match(rows[0], /^\| target /);
+  t.match(rows[1], /^\| baseline: raw pixels +\| +– \| +0 \| +81\.2% \| +88\.9% \| +80\.1% \| +n\/a \|/, 'raw pixels: accuracies, agreement, no cosine (other size)');
+  t.match(rows[2], /^\| baseline: random-init encoder .*\| +77\.2% \| +0\.361 \|/);
+  t.match(rows[3], /^\| baseline: untrained surrogate .*\| +77\.5% \| +0\.402 \|/);
+  t.match(rows[4], /^\| mse /, 'then the attacks');
+  const cols = rows[0].split('|').length;
+  t.ok(rows.every((l) => l.split('|').length === cols), 'every row has every column');
+  const defs = md.split('\n').find((l) => l.startsWith('Columns:'));
+  t.ok(defs, 'one line defines the columns');
+  t.match(defs!, /agreement = share of Fashion-MNIST test images on which this encoder's probe predicts the same class as the target's probe/);
+  t.match(defs!, /mean cos = mean cosine similarity/);
+  t.match(defs!, /untrained surrogate = the attacks' starting point/);
+  const charts = stealCharts(r);
+  t.match(charts['chart-agreement.svg'], /untrained surrogate \(77\.5%\)/, 'agreement chart: the untrained surrogate as a reference line');
+  t.match(charts['chart.svg'], /random-init encoder \(76\.6%\)/, 'accuracy chart: the random-init encoder');
+  t.match(charts['chart-cosine.svg'], /untrained surrogate \(0\.402\)/, 'cosine chart');
+  checkXml(charts['chart-cosine.svg']);
+  // A results file written before baselines existed still renders (no baseline rows).
+  const old = results();
+  t.notMatch(stealResultsMarkdown(old), /baseline:/);
+  t.match(stealResultsMarkdown(old), /^Columns: /m);
 });
