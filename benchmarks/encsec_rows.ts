@@ -6,7 +6,7 @@ import { native, type NativeTensorHandle } from '../lib/core/native';
 import { Tensor, keep, noGrad } from '../lib/core/tensor';
 import { Adam, ProjectionHead, createEncoder, embedSync, projectionDim, type Architecture } from '../lib/nn';
 import { simclrStep, SIMCLR_DEFAULTS } from '../lib/ssl/simclr';
-import { toTensor } from '../lib/data/augment';
+import { toTensor } from '../lib/data/tensor';
 import type { Dataset } from '../lib/data/dataset';
 import type { RowSpec } from './suite';
 

@@ -13,6 +13,15 @@
 // from the system's multiarch directories, or a copy unpacked under
 // build-bench/peer-blas/ (see BENCHMARKS.md). Nothing system-wide changes.
 // The peer reports the BLAS it really loaded, and the report shows it.
+//
+// Allocator: PyTorch on glibc's malloc loses much of a training step to
+// page faults and returning memory (a SimCLR step 1.37x slower than with
+// jemalloc, measured on a 2-core AMD EPYC). A tuned peer runs on jemalloc,
+// preloaded (LD_PRELOAD) from $ENCSEC_BENCH_JEMALLOC, the system's
+// libjemalloc.so.2 (Debian: libjemalloc2) or a copy unpacked under
+// build-bench/peer-blas/, with MALLOC_CONF as Intel's PyTorch launcher sets it
+// (unless the environment sets one). The step and job rows also run the peer
+// on glibc's malloc (withAllocator(env, 'glibc')), so both figures show.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,6 +32,8 @@ export interface PeerEnv {
   python: string;
   torchVersion: string;
   blasDir: string | null;
+  /** The jemalloc preloaded into the peer, or null (glibc's malloc). */
+  jemalloc: string | null;
   /** OMP_WAIT_POLICY of the peer process ('default' when unset). */
   ompWaitPolicy: string;
   env: NodeJS.ProcessEnv;
@@ -35,6 +46,42 @@ export interface PeerMeta {
   blas: string;
   device: string;
   cuda: string | null;
+  /** Shared objects mapped into the peer (/proc/self/maps); absent from older peers. */
+  libs?: string[];
+  allocator?: string;
+}
+
+/** MALLOC_CONF for jemalloc under PyTorch (the setting of Intel's PyTorch launcher): keep freed pages, no decay. */
+export const JEMALLOC_CONF = 'oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000';
+
+export function findJemalloc(root: string): string | null {
+  const candidates: string[] = [];
+  if (process.env.ENCSEC_BENCH_JEMALLOC) candidates.push(process.env.ENCSEC_BENCH_JEMALLOC);
+  const multiarch = os.arch() === 'x64' ? 'x86_64-linux-gnu' : os.arch() === 'arm64' ? 'aarch64-linux-gnu' : '';
+  if (multiarch) {
+    candidates.push(path.join('/usr/lib', multiarch, 'libjemalloc.so.2'));
+    candidates.push(path.join(root, 'build-bench', 'peer-blas', 'usr', 'lib', multiarch, 'libjemalloc.so.2'));
+  }
+  candidates.push('/usr/lib/libjemalloc.so.2', '/usr/local/lib/libjemalloc.so.2');
+  return candidates.find((f) => fs.existsSync(f)) ?? null;
+}
+
+/**
+ * The same peer on another allocator: 'jemalloc' preloads env.jemalloc (with
+ * JEMALLOC_CONF unless MALLOC_CONF is set), 'glibc' removes the preload.
+ */
+export function withAllocator(peer: PeerEnv, which: 'jemalloc' | 'glibc'): PeerEnv {
+  const env: NodeJS.ProcessEnv = { ...peer.env };
+  const others = (env.LD_PRELOAD ?? '').split(/[: ]+/).filter((p) => p && !/jemalloc/.test(path.basename(p)));
+  if (which === 'jemalloc' && peer.jemalloc) {
+    env.LD_PRELOAD = [peer.jemalloc, ...others].join(':');
+    if (!process.env.MALLOC_CONF) env.MALLOC_CONF = JEMALLOC_CONF;
+    return { ...peer, env };
+  }
+  if (others.length) env.LD_PRELOAD = others.join(':');
+  else delete env.LD_PRELOAD;
+  if (!process.env.MALLOC_CONF) delete env.MALLOC_CONF;
+  return { ...peer, jemalloc: null, env };
 }
 
 export interface PeerRowRequest {
@@ -86,7 +133,9 @@ export function findPeer(root: string, threads: number, busy = false): PeerEnv |
       };
       if (blasDir) env.LD_LIBRARY_PATH = [blasDir, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':');
       if (busy && !process.env.OMP_WAIT_POLICY) env.OMP_WAIT_POLICY = 'PASSIVE';
-      return { python: py, torchVersion: r.stdout.trim(), blasDir, ompWaitPolicy: env.OMP_WAIT_POLICY ?? 'default', env };
+      const jemalloc = os.platform() === 'linux' ? findJemalloc(root) : null;
+      const peer: PeerEnv = { python: py, torchVersion: r.stdout.trim(), blasDir, jemalloc, ompWaitPolicy: env.OMP_WAIT_POLICY ?? 'default', env };
+      return withAllocator(peer, jemalloc ? 'jemalloc' : 'glibc');
     }
     tried.push(`${py}: ${r.error ? r.error.message : (r.stderr || '').trim().split('\n').pop()}`);
   }
@@ -100,15 +149,33 @@ export function runPeer(
   spec: { threads: number; device: 'cpu' | 'cuda'; rows: PeerRowRequest[] },
   onResult: (r: PeerRowResult) => void,
 ): Promise<{ meta: PeerMeta | null; results: PeerRowResult[] }> {
+  return runPeerScript(root, peer, 'torch_bench.py', spec, spec.rows.map((r) => r.id), (r) => onResult(r as unknown as PeerRowResult)) as unknown as Promise<{
+    meta: PeerMeta | null;
+    results: PeerRowResult[];
+  }>;
+}
+
+/**
+ * Runs a peer script of benchmarks/peer/ on a JSON spec file; it prints a
+ * {"meta"} line, then one JSON line per id. Ids without a line get an error.
+ */
+export function runPeerScript(
+  root: string,
+  peer: PeerEnv,
+  scriptName: string,
+  spec: object,
+  ids: readonly string[],
+  onResult: (r: Record<string, unknown> & { id: string }) => void,
+): Promise<{ meta: PeerMeta | null; results: (Record<string, unknown> & { id: string })[] }> {
   const dir = path.join(root, 'build-bench');
   fs.mkdirSync(dir, { recursive: true });
   const specFile = path.join(dir, `peer-spec-${process.pid}.json`);
   fs.writeFileSync(specFile, JSON.stringify(spec));
-  const script = path.join(root, 'benchmarks', 'peer', 'torch_bench.py');
+  const script = path.join(root, 'benchmarks', 'peer', scriptName);
   return new Promise((resolve, reject) => {
     const child = spawn(peer.python, [script, specFile], { env: peer.env, stdio: ['ignore', 'pipe', 'inherit'] });
     let meta: PeerMeta | null = null;
-    const results: PeerRowResult[] = [];
+    const results: (Record<string, unknown> & { id: string })[] = [];
     const rl = readline.createInterface({ input: child.stdout });
     rl.on('line', (line) => {
       if (!line.trim()) return;
@@ -123,10 +190,11 @@ export function runPeer(
         return;
       }
       const id = String(o.id);
-      let r: PeerRowResult;
+      let r: Record<string, unknown> & { id: string };
       if (typeof o.error === 'string') r = { id, error: o.error };
       else if (typeof o.skipped === 'string') r = { id, skipped: o.skipped };
-      else r = { id, iters: Number(o.iters), samplesMs: (o.samples_ms as number[]).map(Number) };
+      else if (Array.isArray(o.samples_ms)) r = { id, iters: Number(o.iters), samplesMs: (o.samples_ms as number[]).map(Number) };
+      else r = { ...o, id };
       results.push(r);
       onResult(r);
     });
@@ -136,10 +204,10 @@ export function runPeer(
     });
     child.on('close', (code) => {
       fs.rmSync(specFile, { force: true });
-      if (code !== 0 && results.length < spec.rows.length) {
-        for (const row of spec.rows) {
-          if (!results.some((r) => r.id === row.id)) {
-            const r = { id: row.id, error: `peer process exited with code ${code}` };
+      if (code !== 0 && results.length < ids.length) {
+        for (const id of ids) {
+          if (!results.some((r) => r.id === id)) {
+            const r = { id, error: `peer process exited with code ${code}` };
             results.push(r);
             onResult(r);
           }

@@ -1,6 +1,7 @@
 // The shape of a benchmark run's results (benchmarks/results/*.json) and the
 // derived figures: throughput, % of peak, ratios, targets.
 import type { Metric, RowSpec } from './suite';
+import type { JobReport } from './jobs';
 import { rate, summarize, type Timing } from './timing';
 
 /** A timed measurement: per-call times and the throughput at the median. */
@@ -47,6 +48,10 @@ export interface RowResult extends RowSpec {
   cuda?: Outcome;
   cudaPeer?: Outcome;
   memory?: { encsec: MemoryOutcome; peer?: MemoryOutcome };
+  /** The peer on glibc's malloc (end-to-end and job rows), beside `peer` on jemalloc. */
+  peerGlibc?: Outcome;
+  /** Job rows: what each run reported (images, job and loop seconds, phases), per implementation. */
+  jobRuns?: { encsec?: JobReport[]; peer?: JobReport[]; peerGlibc?: JobReport[] };
 }
 
 export interface Target {
@@ -71,7 +76,24 @@ export interface RunMeta {
   nativeProgram: string;
   /** Conditions that make figures doubtful (stale addon, reference BLAS, ...). */
   warnings: string[];
-  peer: { python: string; torch: string; threads: number; blas: string; mkldnn: boolean; ompWaitPolicy: string; note: string } | { absent: string };
+  peer:
+    | {
+        python: string;
+        torch: string;
+        threads: number;
+        blas: string;
+        mkldnn: boolean;
+        ompWaitPolicy: string;
+        note: string;
+        /** The allocator of the tuned peer, as read from its /proc/self/maps (e.g. "jemalloc (/usr/lib/...)"), and its MALLOC_CONF. */
+        allocator?: string;
+        mallocConf?: string;
+        /** The second, glibc-malloc peer run of the step and job rows: "run", or why not. */
+        glibc?: string;
+      }
+    | { absent: string };
+  /** Machine type (CPU model + kernel path), the key of the per-machine sections; derived from cpu and encsec when absent. */
+  machine?: string;
   cuda: string;
   quick: boolean;
   filter: string | null;
@@ -118,6 +140,18 @@ export function naiveSpeedup(r: RowResult): number | null {
 export function percentOfPeak(o: Outcome | undefined, peakGflops: number | null | undefined): number | null {
   if (!isMeasured(o) || !peakGflops) return null;
   return (100 * o.value) / peakGflops;
+}
+
+/** Convolution GFLOP/s of a row with a FLOP count (end-to-end, jobs): its conv FLOPs over its median time. */
+export function convGflops(r: Pick<RowSpec, 'convFlops'>, o: Outcome | undefined): number | null {
+  if (!isMeasured(o) || !r.convFlops || !(o.medianMs > 0)) return null;
+  return r.convFlops / (o.medianMs / 1000) / 1e9;
+}
+
+/** The share of the measured fp32 peak of a row's convolution work, in %. */
+export function convPercentOfPeak(r: Pick<RowSpec, 'convFlops'>, o: Outcome | undefined, peakGflops: number | null | undefined): number | null {
+  const g = convGflops(r, o);
+  return g === null || !peakGflops ? null : (100 * g) / peakGflops;
 }
 
 const fmtX = (x: number) => `${x.toFixed(2)}×`;

@@ -17,7 +17,9 @@ import { buildSuite, FULL_SIZES, QUICK_SIZES, nativeArgs, type RowSpec } from '.
 import { timeIt, type TimingOptions } from './timing';
 import { prepare } from './encsec_rows';
 import { addonTime, buildNativeBench, newestNativeSource, runNativeBench, type NativeRequest, type PeakResult } from './native_runner';
-import { findPeer, peerRss, runPeer, type PeerMeta, type PeerRowResult } from './peer_runner';
+import { findPeer, peerRss, runPeer, runPeerScript, withAllocator, type PeerEnv, type PeerMeta, type PeerRowResult } from './peer_runner';
+import { checkJobReport, jobFigureSeconds, parseImages, peerJobSpec, runEncsecJob, writeJobData, type JobReport } from './jobs';
+import { detectAllocator, detectBlas, latestPerMachine, machineSlug, readResultsDir } from './machine';
 import {
   evaluateTargets,
   fmtValue,
@@ -52,6 +54,13 @@ Options:
   --no-naive         skip the naive kernels (the peak is still measured)
   --no-native        skip the native program: no naive rows, no peak figure
   --no-cuda          skip the CUDA rows
+  --no-jobs          skip the real-job rows (job.*: pre-training epoch, steals, probe)
+  --no-glibc         skip the second peer pass on glibc's malloc (step and job rows)
+  --images N|F       time the pre-training epoch on N images (or the fraction F
+                     of its 60000, e.g. 0.25), rounded down to whole batches of
+                     256, and extrapolate to the epoch (default: the whole epoch)
+  --steal-epochs N   surrogate epochs of the steal rows (default 2)
+  --job-repeats N    runs of each job per implementation (default 1; the median shows)
   --out FILE         results JSON (default benchmarks/results/<date>-<host>.json;
                      build-bench/bench-quick.json or bench-partial.json for a
                      --quick or --filter run)
@@ -75,6 +84,12 @@ export interface BenchOptions {
   naive: boolean;
   native: boolean;
   cuda: boolean;
+  jobs: boolean;
+  glibc: boolean;
+  /** --images, already resolved to an image count of the pre-training epoch. */
+  images?: number;
+  stealEpochs?: number;
+  jobRepeats?: number;
   out?: string;
   report?: string;
   /** Complete results file to merge this run into (--update). */
@@ -84,7 +99,7 @@ export interface BenchOptions {
 }
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
-  const o: BenchOptions = { filter: null, filterText: null, quick: false, peer: true, naive: true, native: true, cuda: true, list: false, help: false };
+  const o: BenchOptions = { filter: null, filterText: null, quick: false, peer: true, naive: true, native: true, cuda: true, jobs: true, glibc: true, list: false, help: false };
   const value = (i: number, name: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
@@ -149,6 +164,21 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--no-cuda':
         o.cuda = false;
+        break;
+      case '--no-jobs':
+        o.jobs = false;
+        break;
+      case '--no-glibc':
+        o.glibc = false;
+        break;
+      case '--images':
+        o.images = parseImages(take());
+        break;
+      case '--steal-epochs':
+        o.stealEpochs = count(take(), name, 1);
+        break;
+      case '--job-repeats':
+        o.jobRepeats = count(take(), name, 1);
         break;
       case '--list':
         o.list = true;
@@ -339,6 +369,92 @@ async function nativePhase(
   }
 }
 
+const isJob = (r: RowSpec): boolean => r.group === 'job';
+
+function jobOutcome(row: RowSpec, runs: JobReport[]): Outcome {
+  return measuredFromSamples(
+    runs.map((x) => 1000 * jobFigureSeconds(row, x)),
+    1,
+    row.metric,
+    row.work,
+  );
+}
+
+/**
+ * The real jobs: each job by encsec in a fresh process, then (when a peer is
+ * given) the PyTorch peer on jemalloc and again on glibc's malloc, each a
+ * fresh Python process over the jobs. Fills encsec, peer, peerGlibc and
+ * jobRuns of each row; returns the tuned peer's meta line.
+ */
+async function jobsPhase(root: string, rows: RowResult[], o: BenchOptions, peer: PeerEnv | null, threads: number, log: (s: string) => void): Promise<PeerMeta | null> {
+  if (!o.jobs) {
+    for (const r of rows) {
+      r.encsec = { skipped: '--no-jobs' };
+      r.peer = { skipped: '--no-jobs' };
+    }
+    log('[jobs] skipped (--no-jobs)');
+    return null;
+  }
+  const repeats = o.jobRepeats ?? 1;
+  const tmp = path.join(root, 'build-bench', `jobs-${process.pid}`);
+  let meta: PeerMeta | null = null;
+  try {
+    let files: ReturnType<typeof writeJobData>['files'];
+    try {
+      files = writeJobData(path.join(tmp, 'data')).files;
+    } catch (e) {
+      const why = `Fashion-MNIST unavailable: ${errorText(e)}`;
+      for (const r of rows) r.encsec = r.peer = { error: why };
+      log(`[jobs] ${why}`);
+      return null;
+    }
+    log(`[jobs] encsec: ${rows.length} jobs, ${repeats} run${repeats > 1 ? 's' : ''} each ...`);
+    for (const r of rows) {
+      const runs: JobReport[] = [];
+      try {
+        for (let i = 0; i < repeats; i++) runs.push(await runEncsecJob(r, path.join(tmp, 'encsec')));
+        r.encsec = jobOutcome(r, runs);
+        r.jobRuns = { ...r.jobRuns, encsec: runs };
+      } catch (e) {
+        r.encsec = { error: errorText(e) };
+      }
+      log(`  ${pad(r.id, 40)} ${isMeasured(r.encsec) ? `${(r.encsec.medianMs / 1000).toFixed(2)} s` : describe(r.encsec, r.metric)}`);
+    }
+    if (!peer) return null;
+    const passes: ['peer' | 'peerGlibc', PeerEnv][] = [['peer', peer]];
+    if (peer.jemalloc && o.glibc) passes.push(['peerGlibc', withAllocator(peer, 'glibc')]);
+    const jobs = rows.map((r) => peerJobSpec(r, path.join(tmp, 'data')));
+    for (const [field, env] of passes) {
+      log(`[jobs] PyTorch on ${field === 'peer' && env.jemalloc ? 'jemalloc' : 'glibc malloc'} ...`);
+      const runs = new Map<string, JobReport[]>();
+      const errors = new Map<string, string>();
+      for (let i = 0; i < repeats; i++) {
+        const res = await runPeerScript(root, env, 'torch_jobs.py', { threads, data: files.data, tmp: path.join(tmp, 'peer'), jobs }, jobs.map((j) => j.id), () => {});
+        if (field === 'peer' && !meta) meta = res.meta;
+        for (const x of res.results) {
+          if (typeof x.error === 'string') errors.set(x.id, x.error);
+          else {
+            try {
+              runs.set(x.id, [...(runs.get(x.id) ?? []), checkJobReport(x)]);
+            } catch (e) {
+              errors.set(x.id, errorText(e));
+            }
+          }
+        }
+      }
+      for (const r of rows) {
+        const got = runs.get(r.id);
+        r[field] = got?.length ? jobOutcome(r, got) : { error: errors.get(r.id) ?? 'no result from the peer' };
+        if (got?.length) r.jobRuns = { ...r.jobRuns, [field]: got };
+        log(`  [peer${field === 'peerGlibc' ? ', glibc' : ''}] ${pad(r.id, 40)} ${isMeasured(r[field]) ? `${((r[field] as { medianMs: number }).medianMs / 1000).toFixed(2)} s` : describe(r[field], r.metric)}`);
+      }
+    }
+    return meta;
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 export async function main(argv: readonly string[], log: (s: string) => void = (s) => console.log(s)): Promise<RunResults | null> {
   const o = parseArgs(argv);
   if (o.help) {
@@ -346,7 +462,11 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
     return null;
   }
   const root = repoRoot();
-  const all = buildSuite(o.quick ? QUICK_SIZES : FULL_SIZES);
+  const base = o.quick ? QUICK_SIZES : FULL_SIZES;
+  const all = buildSuite({
+    ...base,
+    jobs: { ...base.jobs, pretrainImages: o.images ?? base.jobs.pretrainImages, stealEpochs: o.stealEpochs ?? base.jobs.stealEpochs },
+  });
   const specs = o.filter ? all.filter((r) => o.filter!.test(r.id)) : all;
   if (o.list) {
     for (const r of specs) log(`${pad(r.id, 44)} ${r.shape}`);
@@ -389,6 +509,7 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
   // ---- 2. encsec on the CPU
   log(`[encsec] CPU rows ...`);
   for (const r of rows) {
+    if (isJob(r)) continue; // the job phase runs them, after the peer's rows
     if (r.op === 'rss_step') {
       r.memory = { encsec: rssProbe(r) };
       const m = r.memory.encsec;
@@ -411,16 +532,23 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
       else r.peer = { skipped: why };
     }
   };
+  const encsecJobsOnly = async (why: string) => {
+    const jr = rows.filter(isJob);
+    if (jr.length) await jobsPhase(root, jr, o, null, threads, log);
+    for (const r of jr) r.peer = { skipped: why };
+  };
   if (!o.peer) {
     skipPeer('--no-peer');
+    await encsecJobsOnly('--no-peer');
   } else {
     peerEnv = findPeer(root, threads, busy);
     if ('reason' in peerEnv) {
       skipPeer(peerEnv.reason);
+      await encsecJobsOnly(peerEnv.reason);
     } else {
       const env = peerEnv;
       log(`[peer] PyTorch ${env.torchVersion} (${env.python}) ...`);
-      const timed = rows.filter((r) => r.op !== 'rss_step');
+      const timed = rows.filter((r) => r.op !== 'rss_step' && !isJob(r));
       let meta: PeerMeta | null = null;
       if (timed.length) {
         const res = await runPeer(
@@ -432,12 +560,34 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
         meta = res.meta;
         for (const r of timed) r.peer = peerOutcome(res.results.find((x) => x.id === r.id), r);
       }
+      // The step rows again on glibc's malloc, so that both figures show.
+      const stepRows = timed.filter((r) => r.group === 'e2e');
+      if (stepRows.length && env.jemalloc && o.glibc) {
+        log('[peer] end-to-end rows again on glibc malloc ...');
+        const res = await runPeer(
+          root,
+          withAllocator(env, 'glibc'),
+          { threads, device: 'cpu', rows: stepRows.map((r) => ({ id: r.id, op: r.op, params: r.params, ...timingFor(r, o) })) },
+          () => {},
+        );
+        for (const r of stepRows) r.peerGlibc = peerOutcome(res.results.find((x) => x.id === r.id), r);
+      }
       for (const r of rows.filter((x) => x.op === 'rss_step')) {
         const m = peerRss(root, env, { arch: String(r.params.arch), batch: Number(r.params.batch), steps: Number(r.params.steps), threads });
         r.memory = { encsec: r.memory!.encsec, peer: m };
         log(`  [peer] ${pad(r.id, 40)} ${isMemory(m) ? `peak RSS ${m.peakMB.toFixed(0)} MB (baseline ${m.baselineMB.toFixed(0)} MB)` : `error: ${m.error}`}`);
       }
-      const blas = meta?.blas ?? (env.blasDir ? `${env.blasDir} (LD_LIBRARY_PATH)` : 'system libblas.so.3');
+      // ---- 3b. the real jobs: encsec, then the peer (jemalloc, then glibc)
+      const jobRowsHere = rows.filter(isJob);
+      if (jobRowsHere.length) {
+        const jm = await jobsPhase(root, jobRowsHere, o, env, threads, log);
+        meta = meta ?? jm;
+      }
+      const libs = meta?.libs ?? [];
+      const blas = meta?.blas ?? (libs.length ? detectBlas(libs) : env.blasDir ? `${env.blasDir} (LD_LIBRARY_PATH)` : 'system libblas.so.3');
+      const allocator = meta?.allocator ?? (libs.length ? detectAllocator(libs).name : 'not reported');
+      if (!env.jemalloc) warn("no jemalloc found for the PyTorch peer: it runs on glibc's malloc, below its best (install Debian's libjemalloc2, or set ENCSEC_BENCH_JEMALLOC)");
+      if (!/openblas|mkl|blis/i.test(blas)) warn(`PyTorch's BLAS is ${blas}, not an optimised one (install Debian's libopenblas0-pthread)`);
       const reference = /reference BLAS/.test(blas);
       peerMeta = {
         python: env.python,
@@ -446,6 +596,9 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
         blas,
         mkldnn: meta?.mkldnn ?? false,
         ompWaitPolicy: env.ompWaitPolicy,
+        allocator,
+        mallocConf: env.env.MALLOC_CONF ?? '',
+        glibc: !env.jemalloc ? 'not run: the tuned peer already runs on glibc (no jemalloc)' : o.glibc ? 'run' : 'not run (--no-glibc)',
         note: reference
           ? 'WARNING: the reference (unoptimised) BLAS: matmul-heavy peer rows are far below PyTorch\'s best (see "PyTorch\'s BLAS" below)'
           : '',
@@ -490,12 +643,15 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
   // ---- 5. results
   const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '_') || 'host';
   const date = started.toISOString().slice(0, 10);
+  const cpu = cpuFacts();
+  const machine = machineSlug(cpu.model, nfo.cpuKernels);
   const meta: RunMeta = {
     date: started.toISOString(),
     host,
+    machine,
     command,
     options: { ...o, filter: o.filterText },
-    cpu: cpuFacts(),
+    cpu,
     threads,
     peak,
     peakNote,
@@ -524,12 +680,17 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
   // Partial runs must not overwrite a complete run's files.
   const complete = (!o.quick && !o.filter) || !!o.update;
   const defaultOut = complete
-    ? path.join(root, 'benchmarks', 'results', `${date}-${host}.json`)
+    ? path.join(root, 'benchmarks', 'results', `${date}-${machine}.json`)
     : path.join(root, 'build-bench', o.quick ? 'bench-quick.json' : 'bench-partial.json');
   const out = path.resolve(o.out ?? o.update ?? defaultOut);
   writeFileAtomic(out, `${JSON.stringify(results, null, 1)}\n`);
   const report = o.report ? path.resolve(o.report) : complete ? path.join(root, 'BENCHMARKS.md') : null;
-  if (report) writeFileAtomic(report, renderMarkdown(results));
+  if (report) {
+    // Every other machine type keeps its section: the newest complete run of each in benchmarks/results/.
+    const resultsDir = path.join(root, 'benchmarks', 'results');
+    const others = latestPerMachine(readResultsDir(resultsDir, (w) => log(`WARNING: ${resultsDir}/${w}`)), results).slice(1);
+    writeFileAtomic(report, renderMarkdown(results, others));
+  }
 
   log('');
   log(summary(results));

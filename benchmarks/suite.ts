@@ -4,7 +4,7 @@
 // A row says what to run (op + params), how much work one call is (FLOPs,
 // bytes or images) and how to show it.
 
-export type Group = 'conv2d' | 'conv-bn-relu' | 'cosine' | 'ntxent' | 'perturb' | 'e2e' | 'memory';
+export type Group = 'conv2d' | 'conv-bn-relu' | 'cosine' | 'ntxent' | 'perturb' | 'e2e' | 'job' | 'memory';
 
 /** GFLOP/s, GB/s, images/s, or MB of resident memory (lower is better). */
 export type Metric = 'gflops' | 'gbps' | 'images/s' | 'MB';
@@ -22,7 +22,13 @@ export type Op =
   | 'round'
   | 'simclr_step'
   | 'inference'
-  | 'rss_step';
+  | 'rss_step'
+  | 'job_pretrain'
+  | 'job_steal'
+  | 'job_probe';
+
+import { FULL_JOB_SIZES, QUICK_JOB_SIZES, jobRows, type JobSizes } from './jobs';
+import { forwardFlopsPerImage, simclrStepFlops } from './flops';
 
 export type Params = Record<string, number | string>;
 
@@ -47,6 +53,12 @@ export interface RowSpec {
   work: number;
   /** Show % of the measured fp32 peak (convolution rows). */
   percentOfPeak?: boolean;
+  /**
+   * Convolution FLOPs of one call (end-to-end rows) or of the whole job (job
+   * rows), counted by benchmarks/flops.ts: the row's share of the measured
+   * peak is these FLOPs over its time.
+   */
+  convFlops?: number;
   /** Deep conv layer (Cin >= 64): counted in the 75%-of-peak target. */
   deep?: boolean;
   /** Naive twin, where one exists (kernel rows). */
@@ -90,6 +102,8 @@ export interface SuiteSizes {
   inferBatchResnet: number;
   rssBatch: number;
   rssSteps: number;
+  /** The real-job rows (benchmarks/jobs.ts). */
+  jobs: JobSizes;
 }
 
 export const FULL_SIZES: SuiteSizes = {
@@ -106,6 +120,7 @@ export const FULL_SIZES: SuiteSizes = {
   inferBatchResnet: 256,
   rssBatch: 256,
   rssSteps: 3,
+  jobs: FULL_JOB_SIZES,
 };
 
 /** --quick: tiny shapes that run in seconds (for the harness's own test). */
@@ -123,6 +138,7 @@ export const QUICK_SIZES: SuiteSizes = {
   inferBatchResnet: 2,
   rssBatch: 8,
   rssSteps: 1,
+  jobs: QUICK_JOB_SIZES,
 };
 
 export const NTXENT_TAU = 0.5;
@@ -234,6 +250,7 @@ export function buildSuite(sizes: SuiteSizes): RowSpec[] {
       params: { arch, batch },
       metric: 'images/s',
       work: batch,
+      convFlops: op === 'simclr_step' ? simclrStepFlops(arch, batch) : batch * forwardFlopsPerImage(arch),
       onCuda: true,
     });
   };
@@ -241,6 +258,8 @@ export function buildSuite(sizes: SuiteSizes): RowSpec[] {
   e2e('simclr_step', 'resnet18-cifar', sizes.stepBatchResnet, '(2 views, augmentation, Adam)');
   e2e('inference', 'cnn-small', sizes.inferBatchCnn, '(eval mode)');
   e2e('inference', 'resnet18-cifar', sizes.inferBatchResnet, '(eval mode)');
+
+  rows.push(...jobRows(sizes.jobs));
 
   rows.push({
     id: 'memory.rss.cnn-small-step',

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_models import augment, make_encoder, nt_xent, projection_head  # noqa: E402
+from peer_env import describe as describe_env  # noqa: E402
 
 CL = torch.channels_last
 
@@ -252,6 +253,26 @@ def workload(op, p, dev):
     raise ValueError(f"no peer workload for op {op}")
 
 
+def cuda_settings():
+    """PyTorch's best settings on a GPU at encsec's precision: cuDNN picks the
+    fastest algorithm for each shape (cudnn.benchmark, tried during the warm-up
+    calls), and the convolutions and matrix products stay fp32 (TF32 off, as
+    encsec's kernels are fp32; ENCSEC_BENCH_TF32=1 allows TF32 for a separate
+    comparison). Timing waits for the GPU (torch.cuda.synchronize) before
+    every clock read. Returns the settings, for the meta line."""
+    tf32 = os.environ.get("ENCSEC_BENCH_TF32", "") == "1"
+    torch.backends.cudnn.enabled = True
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    return {
+        "version": torch.backends.cudnn.version(),
+        "benchmark": True,
+        "tf32": tf32,
+        "capability": ".".join(str(v) for v in torch.cuda.get_device_capability(0)),
+    }
+
+
 def set_threads(n):
     if n and n > 0:
         torch.set_num_threads(int(n))
@@ -294,6 +315,9 @@ def main():
     set_threads(spec.get("threads"))
     want = spec.get("device", "cpu")
     cuda_ok = torch.cuda.is_available()
+    cudnn = None
+    if want == "cuda" and cuda_ok:
+        cudnn = cuda_settings()
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -302,6 +326,12 @@ def main():
         "device": want,
         "cuda": torch.cuda.get_device_name(0) if cuda_ok else None,
     }
+    env = describe_env()
+    meta["libs"] = env["libs"]
+    meta["allocator"] = env["allocator"]
+    log(f"allocator: {env['allocator']}; BLAS: {meta['blas']}")
+    if cudnn is not None:
+        meta["cudnn"] = cudnn
     emit({"meta": meta})
     if want == "cuda" and not cuda_ok:
         for r in spec["rows"]:
