@@ -199,7 +199,7 @@ t.test('key round trip; truncated or corrupt keys are rejected', async (t) => {
   restore();
   t.throws(() => loadAuthKey(path.join(tmp, 'nothing')), /not an SSL-Auth key folder/);
   const again = loadAuthKey(dir);
-  t.pass('the restored key loads');
+  t.ok(sameValues(again.samples, key.samples), 'the restored key loads, with the same key samples');
   disposeAuthKey(again);
 });
 
