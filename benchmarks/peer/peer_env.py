@@ -3,7 +3,9 @@
 LD_PRELOAD brought one in, else glibc's malloc) and the BLAS. The harness
 (benchmarks/machine.ts) classifies the same list; the peer also says it on
 stderr, so a run by hand shows it too."""
+import json
 import os
+import sys
 
 
 def mapped_libs():
@@ -26,3 +28,18 @@ def allocator(libs):
 def describe():
     libs = mapped_libs()
     return {"libs": libs, "allocator": allocator(libs), "malloc_conf": os.environ.get("MALLOC_CONF", "")}
+
+
+def emit(obj):
+    """One JSON object per line on stdout: what the harness reads."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def make_log(prefix):
+    """Progress lines on stderr, tagged with the peer's name."""
+    def log(msg):
+        sys.stderr.write(f"  [{prefix}] {msg}\n")
+        sys.stderr.flush()
+    return log
+

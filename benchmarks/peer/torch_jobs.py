@@ -50,19 +50,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_models import augment, make_encoder, nt_xent, projection_head  # noqa: E402
-from peer_env import describe as describe_env  # noqa: E402
+from peer_env import describe as describe_env, emit, make_log  # noqa: E402
 
 CL = torch.channels_last
 
 
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def log(msg):
-    sys.stderr.write(f"  [peer jobs] {msg}\n")
-    sys.stderr.flush()
+log = make_log("peer jobs")
 
 
 class Progress:
