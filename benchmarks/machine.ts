@@ -77,11 +77,15 @@ export function latestPerMachine(runs: readonly RunResults[], current?: RunResul
   return current ? [current, ...others] : others;
 }
 
-/** Every readable results JSON in a folder (unreadable ones are reported, not fatal). */
+/**
+ * Every readable results JSON of the harness in a folder (unreadable ones are
+ * reported, not fatal); the HTTP server's load results (server-*.json, read by
+ * benchmarks/server/results.ts) are not the harness's and are left out.
+ */
 export function readResultsDir(dir: string, warn: (s: string) => void = () => {}): RunResults[] {
   if (!fs.existsSync(dir)) return [];
   const out: RunResults[] = [];
-  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.json')).sort()) {
+  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.json') && !x.startsWith('server-')).sort()) {
     try {
       const r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as RunResults;
       if (r && r.meta && Array.isArray(r.rows)) out.push(r);

@@ -15,6 +15,7 @@ import {
   type RowResult,
   type RunResults,
 } from './results';
+import { analyseSoak, latestServerRuns, serverMachineOf, soakRule, FLAT_GROWTH_SHARE, MAX_STEP_SHARE, type ServerRun, type SizeResult } from './server/results';
 
 const GROUP_TITLES: Record<Group, string> = {
   conv2d: 'conv2d (3×3, stride 1, padding 1, no bias)',
@@ -277,6 +278,148 @@ function machineSection(res: RunResults): string[] {
   return out;
 }
 
+// ---- serving over HTTP (benchmarks/server/load.ts)
+
+export const SERVER_SECTION_TITLE = 'Serving over HTTP (`encsec serve`)';
+
+/** A server run's machine, from what its file records (older files: no CPU model). */
+function serverMachineTitle(r: ServerRun): string {
+  const k = r.backend?.cpuKernels || 'unknown';
+  return r.cpuModel ? `${r.cpuModel}, ${k} kernels` : `host ${r.host}, ${r.cpus} CPUs, ${k} kernels (CPU model not recorded)`;
+}
+
+/** The command line of a server run; older files do not record it: the equivalent one from the recorded options. */
+function serverCommand(r: ServerRun): string {
+  if (r.command) return `\`${r.command}\``;
+  const o = r.options;
+  const args = [`--duration ${o.duration}`, `--soak ${o.soak}`, `--arch ${o.arch}`, `--connections ${o.connections}`, `--max-delay-ms ${o.maxDelayMs}`, `--defense ${o.defense}`];
+  if (o.out) args.push(`--out ${o.out}`);
+  return `not recorded; the recorded options are those of \`node dist/benchmarks/server/load.js ${args.join(' ')}\``;
+}
+
+const LOADS = ['50%', '80%', '100%'] as const;
+
+function serverTable(r: ServerRun): string {
+  const ref = r.inProcessImagesPerSec;
+  const body: string[][] = [];
+  for (const n of ['1-image', '32-image'] as const) {
+    const size = r.results[n] as SizeResult | undefined;
+    if (!size) continue;
+    for (const at of LOADS) {
+      const x = size.at[at];
+      if (!x) {
+        body.push([n, `${at} of peak`, '—', '—', '—', '—', '—', 'not measured', '—']);
+        continue;
+      }
+      const share = x.imagesPerSec / ref;
+      let target = '—';
+      if (at === '100%') {
+        const need = size.target ?? (n === '1-image' ? 0.8 : 0.9);
+        target = `≥ ${(need * 100).toFixed(0)}%: ${share >= need ? '**yes**' : '**no**'}`;
+      }
+      body.push([
+        n,
+        at === '100%' ? '100% of peak (unthrottled)' : `${at} of peak`,
+        num(x.requestsPerSec),
+        x.imagesPerSec.toFixed(0),
+        `${(100 * share).toFixed(1)}%`,
+        String(x.p50ms),
+        String(x.p99ms),
+        `${x.non2xx} / ${x.errors}`,
+        target,
+      ]);
+    }
+  }
+  return table(['Request', 'Load', 'requests/s', 'images/s', '% of in-process', 'p50 ms', 'p99 ms', 'non-2xx / errors', 'Target at the peak'], body);
+}
+
+const mib = (x: number) => `${x.toFixed(0)} MiB`;
+const at = (m: number) => `${m.toFixed(2)} min`;
+const signed = (x: number, d = 2) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(d)}`;
+
+function soakLines(r: ServerRun): string[] {
+  const soak = r.results.soak;
+  if (!soak) return ['No soak in this run (`--soak S` runs one).'];
+  const interval = soak.sampleIntervalS ?? 5;
+  const a = analyseSoak(soak.rssMiB, soak.seconds, interval);
+  const l = soak.load;
+  const out = [
+    `**Soak**: ${soak.seconds} s at 80% of the 1-image peak, ${num(l.requestsPerSec)} requests/s served (p50 ${l.p50ms} ms, p99 ${l.p99ms} ms, ${l.non2xx} non-2xx, ${l.errors} errors); the server's resident memory (VmRSS of the \`encsec serve\` process) sampled every ${interval} s${a ? `, ${a.samples} samples` : ''}.`,
+    '',
+  ];
+  if (!a) return [...out, `Too few RSS samples (${soak.rssMiB.length}) to judge a trend.`];
+  const end = a.end[1];
+  const rows: string[][] = [
+    [`At the start (${at(a.start[0])})`, mib(a.start[1])],
+    [`After the warm-up (first ${at(a.warmupMinutes)}; sample at ${at(a.afterWarmup[0])})`, mib(a.afterWarmup[1])],
+    [`At the end (${at(a.end[0])})`, mib(end)],
+    [
+      `Slope over the second half (${at(a.secondHalf[0])} – ${at(a.secondHalf[1])})`,
+      `${signed(a.secondHalfSlope)} MiB/min as measured; **${signed(a.secondHalfSlopeWithoutStep)} MiB/min** without its largest rise: ${signed(a.projectedGrowthMiB, 1)} MiB over the ${num(a.minutes)}-min run (limit ${(FLAT_GROWTH_SHARE * end).toFixed(1)} MiB, ${FLAT_GROWTH_SHARE * 100}% of the final RSS)`,
+    ],
+    [
+      'Largest rise between two samples after the warm-up',
+      a.largestStep
+        ? `${signed(a.largestStep.mib, 1)} MiB, ${at(a.largestStep.from)} → ${at(a.largestStep.to)} (limit ${(MAX_STEP_SHARE * end).toFixed(1)} MiB, ${MAX_STEP_SHARE * 100}% of the final RSS)`
+        : 'none (RSS never rose)',
+    ],
+    [
+      'Longest time between two samples',
+      `${a.largestGap.seconds.toFixed(1)} s, ${at(a.largestGap.from)} → ${at(a.largestGap.to)}${a.largestGap.seconds > 2 * interval ? ` (interval ${interval} s: the load generator's process stalled)` : ` (interval ${interval} s)`}`,
+    ],
+    ['Verdict', a.flat ? '**flat**' : '**growing**'],
+  ];
+  if (!soak.analysis && soak.trendMiBPerMin !== undefined) {
+    rows.push([
+      'Verdict stored by load.ts (earlier rule)',
+      `${soak.flat ? 'flat' : 'growing'}: one least-squares trend over the last 90% of the samples, ${soak.trendMiBPerMin.toFixed(2)} MiB/min (fitted growth ${(soak.fittedGrowthMiB ?? NaN).toFixed(1)} MiB, flat under 5% of the first sample)`,
+    ]);
+  }
+  return [...out, table(['Resident memory', ''], rows), '', soakRule()];
+}
+
+/**
+ * The section "Serving over HTTP": the newest server load run of each machine
+ * type (benchmarks/results/server-*.json, from benchmarks/server/load.ts).
+ * BENCHMARKS.md includes it and load.ts prints it for its own run. `harness`:
+ * complete harness runs, to show their in-process inference row beside a
+ * server run of the same machine type.
+ */
+export function serverSection(servers: readonly ServerRun[], harness: readonly RunResults[] = []): string[] {
+  const runs = latestServerRuns(servers);
+  if (runs.length === 0) return [];
+  const out: string[] = [`## ${SERVER_SECTION_TITLE}`, ''];
+  out.push(
+    [
+      '`encsec serve` in a child process on loopback, loaded by [autocannon](https://github.com/mcollina/autocannon) from the benchmark process ([benchmarks/server/load.ts](benchmarks/server/load.ts)); the newest `benchmarks/results/server-*.json` of each machine type.',
+      'Each request size runs unthrottled first (its peak, "100%"), then at 50% and 80% of that request rate (autocannon\'s `overallRate`), for the same duration each; p50 and p99 are per request as autocannon sees it (queueing, batching, the HTTP round trip).',
+      '"% of in-process" is the served images/s over the library\'s own batched inference in one process (`embedSync` at batch 256, the same encoder, measured just before the server starts); targets at the peak (issue #16): ≥ 80% for 1-image and ≥ 90% for 32-image requests.',
+      'The load generator runs on the same machine as the server and takes CPU from it.',
+    ].join(' '),
+    '',
+  );
+  for (const r of runs) {
+    out.push(`### HTTP: ${serverMachineTitle(r)}`, '');
+    const kernels = r.backend?.cpuKernels || 'unknown';
+    const facts: string[][] = [
+      ['Date', r.date],
+      ['Command', serverCommand(r)],
+      ['Machine', `${r.cpuModel ? `${r.cpuModel}: ` : 'CPU model not recorded: '}${r.cpus} logical CPUs; host ${r.host}`],
+      ['encsec', `${r.backend?.version ?? '?'}, ${r.backend?.cpuThreads ?? '?'} CPU threads, kernels: ${kernels}; backend ${r.backend?.backend ?? '?'} (${r.backend?.reason ?? ''})`],
+      ['Server', `\`encsec serve\`, ${r.options.arch} encoder (seeded weights), ${r.options.connections} connections, max_queue_delay ${r.options.maxDelayMs} ms, defense ${r.options.defense}; ${r.options.duration} s per load`],
+      ['In-process', `**${r.inProcessImagesPerSec.toFixed(0)} images/s** (${r.options.arch}, \`embedSync\` at batch 256)`],
+    ];
+    const machine = serverMachineOf(r);
+    const same = machine ? harness.find((h) => machineOf(h.meta) === machine) : undefined;
+    const row = same?.rows.find((x) => x.id === `e2e.inference.${r.options.arch}`);
+    if (row && isMeasured(row.encsec)) facts.push(['Harness, same machine type', `\`${row.id}\`: ${num(row.encsec.value)} images/s (${same!.meta.date.slice(0, 10)}, ${row.shape})`]);
+    out.push(table(['', ''], facts), '');
+    out.push(serverTable(r), '');
+    out.push(...soakLines(r), '');
+  }
+  return out;
+}
+
 /** The CPU and kernel path of a run, as its section title. */
 export function machineTitle(res: RunResults): string {
   const m = res.meta;
@@ -286,21 +429,23 @@ export function machineTitle(res: RunResults): string {
 /**
  * BENCHMARKS.md: a section per machine type, `res` (this run) first, then the
  * newest complete run of every other machine type in `others` (one results
- * JSON per machine type in benchmarks/results/), then how the figures are made.
+ * JSON per machine type in benchmarks/results/), then the newest HTTP server
+ * load run of every machine type among `servers` (server-*.json there), then
+ * how the figures are made.
  */
-export function renderMarkdown(res: RunResults, others: readonly RunResults[] = []): string {
+export function renderMarkdown(res: RunResults, others: readonly RunResults[] = [], servers: readonly ServerRun[] = []): string {
   const m = res.meta;
   const out: string[] = [];
   const runs = [res, ...others.filter((o) => machineOf(o.meta) !== machineOf(m))];
   out.push('# Benchmarks', '');
   out.push(
-    '<!-- Generated by benchmarks/run.ts (`npm run bench`). Do not edit by hand: run the harness again. -->',
+    '<!-- Generated by benchmarks/run.ts (`npm run bench`) from benchmarks/results/; `npm run bench -- --render-only` renders it again without measuring. Do not edit by hand: run the harness again. -->',
     '',
     `Generated by \`npm run bench\` on ${m.date}.${m.quick ? ' **Quick run (tiny shapes): the figures only show that the harness works.**' : ''}${m.filter ? ` Filter: \`${m.filter}\` (a partial run).` : ''}`,
     '',
   );
   out.push('## Machines', '');
-  out.push('Each machine type has its own section, from its newest complete run (its results JSON in `benchmarks/results/`); a run on one machine never replaces another machine\'s figures.', '');
+  out.push(`Each machine type has its own section, from its newest complete run (its results JSON in \`benchmarks/results/\`); a run on one machine never replaces another machine's figures.${servers.length ? ` The HTTP server's load runs (\`benchmarks/server/load.ts\`, \`server-*.json\`) have a section of their own: [${SERVER_SECTION_TITLE.replace(/`/g, '')}](#${anchor(SERVER_SECTION_TITLE)}).` : ''}`, '');
   out.push(
     table(
       ['Machine', 'CPU', 'Kernel path', 'Measured fp32 peak', 'Run'],
@@ -315,6 +460,7 @@ export function renderMarkdown(res: RunResults, others: readonly RunResults[] = 
     '',
   );
   for (const r of runs) out.push(...machineSection(r));
+  out.push(...serverSection(servers, runs));
   out.push('## How the figures are made', '');
   out.push(
     [

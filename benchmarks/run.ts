@@ -6,6 +6,8 @@
 // PyTorch (benchmarks/peer/, when a Python with torch is found); then the CUDA
 // rows when the addon's backend is CUDA. Each phase runs in turn, never two at
 // once. Results go to benchmarks/results/<date>-<host>.json and BENCHMARKS.md.
+// `--render-only` writes BENCHMARKS.md again from benchmarks/results/ alone
+// (with the HTTP server's load runs, server-*.json), measuring nothing.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -37,6 +39,7 @@ import {
   type RunResults,
 } from './results';
 import { renderMarkdown } from './report';
+import { readServerResultsDir } from './server/results';
 
 export const USAGE = `Usage: npm run bench [-- options]   (node dist/benchmarks/run.js [options])
 
@@ -70,6 +73,10 @@ Options:
                      report lists the re-measured rows with date and command
   --report FILE      markdown report (default BENCHMARKS.md for a complete run;
                      none for --quick or --filter runs unless given)
+  --render-only      measure nothing: write BENCHMARKS.md (or --report FILE)
+                     again from benchmarks/results/: the newest complete run
+                     of each machine type and the newest server-*.json (HTTP
+                     server load, benchmarks/server/load.ts) of each
   --list             print the row ids and exit
   --help             this text`;
 
@@ -94,12 +101,14 @@ export interface BenchOptions {
   report?: string;
   /** Complete results file to merge this run into (--update). */
   update?: string;
+  /** --render-only: write the report from the stored results, measure nothing. */
+  renderOnly: boolean;
   list: boolean;
   help: boolean;
 }
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
-  const o: BenchOptions = { filter: null, filterText: null, quick: false, peer: true, naive: true, native: true, cuda: true, jobs: true, glibc: true, list: false, help: false };
+  const o: BenchOptions = { filter: null, filterText: null, quick: false, peer: true, naive: true, native: true, cuda: true, jobs: true, glibc: true, renderOnly: false, list: false, help: false };
   const value = (i: number, name: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
@@ -179,6 +188,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--job-repeats':
         o.jobRepeats = count(take(), name, 1);
+        break;
+      case '--render-only':
+        o.renderOnly = true;
         break;
       case '--list':
         o.list = true;
@@ -462,6 +474,14 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
     return null;
   }
   const root = repoRoot();
+  if (o.renderOnly) {
+    if (o.filter || o.quick || o.update || o.out || o.list) throw new RangeError('--render-only measures nothing: of the other options it takes --report FILE only');
+    const resultsDir = path.join(root, 'benchmarks', 'results');
+    const report = path.resolve(o.report ?? path.join(root, 'BENCHMARKS.md'));
+    writeFileAtomic(report, renderStored(resultsDir, (w) => log(`WARNING: ${resultsDir}/${w}`)));
+    log(`report:  ${report} (rendered from ${resultsDir}, nothing measured)`);
+    return null;
+  }
   const base = o.quick ? QUICK_SIZES : FULL_SIZES;
   const all = buildSuite({
     ...base,
@@ -688,8 +708,9 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
   if (report) {
     // Every other machine type keeps its section: the newest complete run of each in benchmarks/results/.
     const resultsDir = path.join(root, 'benchmarks', 'results');
-    const others = latestPerMachine(readResultsDir(resultsDir, (w) => log(`WARNING: ${resultsDir}/${w}`)), results).slice(1);
-    writeFileAtomic(report, renderMarkdown(results, others));
+    const warnDir = (w: string) => log(`WARNING: ${resultsDir}/${w}`);
+    const others = latestPerMachine(readResultsDir(resultsDir, warnDir), results).slice(1);
+    writeFileAtomic(report, renderMarkdown(results, others, readServerResultsDir(resultsDir, warnDir)));
   }
 
   log('');
@@ -702,6 +723,17 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
   log(`results: ${shown(out)}`);
   log(report ? `report:  ${shown(report)}` : 'report:  not written (a --quick or --filter run is partial; pass --report FILE to write one)');
   return results;
+}
+
+/**
+ * BENCHMARKS.md from stored results alone (--render-only): the newest complete
+ * run of every machine type in `dir` (the newest of them first, as a run puts
+ * itself first) and the newest HTTP server load run of each machine type.
+ */
+export function renderStored(dir: string, warn: (s: string) => void = () => {}): string {
+  const runs = latestPerMachine(readResultsDir(dir, warn));
+  if (runs.length === 0) throw new Error(`no complete results in ${dir} to render (a complete run writes one: npm run bench)`);
+  return renderMarkdown(runs[0], runs.slice(1), readServerResultsDir(dir, warn));
 }
 
 function readResults(file: string): RunResults {

@@ -8,14 +8,19 @@
 //      (targets: >= 80% for 1-image, >= 90% for 32-image requests);
 //   3. latency p50/p99 at 50%, 80% and 100% of each peak request rate;
 //   4. with --soak S: S seconds at 80% of the 1-image peak, sampling the
-//      server's resident memory every 5 s: the trend (MiB per minute, least
-//      squares) must be flat.
+//      server's resident memory every 5 s: it must be flat (no growth
+//      trend); benchmarks/server/results.ts (analyseSoak) says what that is:
+//      the second half's slope with its largest single rise taken out, the
+//      largest rise, the longest gap between samples.
 //
 // Usage (after `npx tsc -p tsconfig.json`):
 //   node dist/benchmarks/server/load.js [--duration 20] [--soak 600] [--arch cnn-small]
 //        [--connections 64] [--max-delay-ms 2] [--defense none] [--out FILE]
 // Prints one JSON object (and writes it to --out, default
-// benchmarks/results/server-<date>.json) plus a markdown table for BENCHMARKS.md.
+// benchmarks/results/server-<date>-<host>.json) and, on stderr, the section
+// BENCHMARKS.md shows for it (benchmarks/report.ts: serverSection; BENCHMARKS.md
+// takes the newest server-*.json of each machine type: `npm run bench --
+// --render-only` renders it again without measuring).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,15 +33,12 @@ import { embedSync } from '../../lib/nn/module';
 import { saveEncoder } from '../../lib/io/checkpoint';
 import { writeFileAtomic } from '../../lib/io/atomic';
 import { KeyStore, openServerDb } from '../../lib/server';
+import { machineSlug } from '../machine';
+import { serverSection } from '../report';
+import { analyseSoak, DEFAULT_SAMPLE_INTERVAL_S, type LoadResult, type ServerOptions, type ServerRun, type SizeResult, type SoakResult } from './results';
 
-interface Options {
-  duration: number;
-  soak: number;
+interface Options extends ServerOptions {
   arch: Architecture;
-  connections: number;
-  maxDelayMs: number;
-  defense: string;
-  out: string | null;
 }
 
 function parse(argv: string[]): Options {
@@ -92,20 +94,6 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** Least-squares slope of y over x. */
-function slope(xs: number[], ys: number[]): number {
-  const n = xs.length;
-  const mx = xs.reduce((a, b) => a + b, 0) / n;
-  const my = ys.reduce((a, b) => a + b, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < n; i++) {
-    num += (xs[i] - mx) * (ys[i] - my);
-    den += (xs[i] - mx) ** 2;
-  }
-  return den === 0 ? 0 : num / den;
-}
-
 async function startServer(encoderFile: string, dbFile: string, size: number, maxDelayMs: number): Promise<{ child: ChildProcess; url: string }> {
   const bin = path.join(__dirname, '..', '..', '..', 'bin', 'encsec.js');
   const child = spawn(process.execPath, [bin, 'serve', '--encoder', encoderFile, '--db', dbFile, '--port', '0', '--image-size', String(size), '--max-delay-ms', String(maxDelayMs)], {
@@ -120,15 +108,6 @@ async function startServer(encoderFile: string, dbFile: string, size: number, ma
     });
     child.on('exit', (code) => reject(new Error(`encsec serve exited with ${code}: ${err}`)));
   });
-}
-
-interface LoadResult {
-  requestsPerSec: number;
-  imagesPerSec: number;
-  p50ms: number;
-  p99ms: number;
-  non2xx: number;
-  errors: number;
 }
 
 async function load(url: string, key: string, n: number, channels: number, size: number, connections: number, seconds: number, overallRate?: number): Promise<LoadResult> {
@@ -171,7 +150,7 @@ async function main(): Promise<void> {
   log(`  ${reference.toFixed(0)} images/s`);
 
   const { child, url } = await startServer(encoderFile, dbFile, size, o.maxDelayMs);
-  const results: Record<string, unknown> = {};
+  const results: ServerRun['results'] = {};
   try {
     await load(url, key, 1, channels, size, o.connections, 2); // warm-up
     for (const n of [1, 32]) {
@@ -183,57 +162,55 @@ async function main(): Promise<void> {
         log(`  at ${frac * 100}% of the peak rate`);
         at[`${frac * 100}%`] = await load(url, key, n, channels, size, o.connections, o.duration, peak.requestsPerSec * frac);
       }
-      results[`${n}-image`] = { ratioToInProcess: peak.imagesPerSec / reference, target: n === 1 ? 0.8 : 0.9, at };
+      const bySize: SizeResult = { ratioToInProcess: peak.imagesPerSec / reference, target: n === 1 ? 0.8 : 0.9, at };
+      results[n === 1 ? '1-image' : '32-image'] = bySize;
     }
     if (o.soak > 0) {
-      const rate = (results['1-image'] as { at: Record<string, LoadResult> }).at['100%'].requestsPerSec * 0.8;
-      log(`soak: ${o.soak} s at 80% of the 1-image peak (${rate.toFixed(0)} req/s), server RSS every 5 s`);
+      const rate = results['1-image']!.at['100%'].requestsPerSec * 0.8;
+      const interval = DEFAULT_SAMPLE_INTERVAL_S;
+      log(`soak: ${o.soak} s at 80% of the 1-image peak (${rate.toFixed(0)} req/s), server RSS every ${interval} s`);
+      // The sampler shares this process's event loop with autocannon: a gap
+      // between samples well over the interval means this process stalled.
       const samples: [number, number][] = [];
       const t0 = Date.now();
-      const timer = setInterval(() => samples.push([(Date.now() - t0) / 60000, rssMiB(child.pid!)]), 5000);
+      const timer = setInterval(() => samples.push([(Date.now() - t0) / 60000, rssMiB(child.pid!)]), interval * 1000);
       const soak = await load(url, key, 1, channels, size, o.connections, o.soak, rate);
       clearInterval(timer);
-      if (samples.length < 3) throw new Error('--soak needs at least 15 s to sample a trend');
-      // The trend over the last 90% (the first minutes fill allocator caches and the JIT).
-      const settled = samples.slice(Math.floor(samples.length / 10));
-      const mibPerMin = slope(
-        settled.map((s) => s[0]),
-        settled.map((s) => s[1]),
+      const analysis = analyseSoak(samples, o.soak, interval);
+      if (!analysis) throw new Error(`--soak needs at least ${3 * interval} s to sample a trend`);
+      const result: SoakResult = { seconds: o.soak, sampleIntervalS: interval, load: soak, rssMiB: samples, analysis, flat: analysis.flat };
+      results.soak = result;
+      log(
+        `  RSS ${analysis.start[1].toFixed(0)} -> ${analysis.afterWarmup[1].toFixed(0)} (warm) -> ${analysis.end[1].toFixed(0)} MiB; second-half slope ${analysis.secondHalfSlope.toFixed(3)} MiB/min, ` +
+          `${analysis.secondHalfSlopeWithoutStep.toFixed(3)} without its largest rise; largest rise ${(analysis.largestStep?.mib ?? 0).toFixed(1)} MiB; ` +
+          `longest sampling gap ${analysis.largestGap.seconds.toFixed(1)} s: ${analysis.flat ? 'flat' : 'GROWING'}`,
       );
-      // Flat: the fitted growth over the whole run is under 5% of the starting RSS.
-      const growth = mibPerMin * (o.soak / 60);
-      results.soak = { seconds: o.soak, load: soak, rssMiB: samples, trendMiBPerMin: mibPerMin, fittedGrowthMiB: growth, flat: growth < 0.05 * samples[0][1] };
-      log(`  RSS ${samples[0][1].toFixed(0)} -> ${samples[samples.length - 1][1].toFixed(0)} MiB, trend ${mibPerMin.toFixed(3)} MiB/min`);
     }
   } finally {
     child.kill('SIGTERM');
   }
-  const out = { kind: 'server-load', date: new Date().toISOString(), host: os.hostname(), cpus: os.cpus().length, backend: info(), options: o, inProcessImagesPerSec: reference, results };
+  const backend = info();
+  const cpuModel = os.cpus()[0]?.model?.trim() || 'unknown';
+  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  const command = ['node', path.relative(process.cwd(), process.argv[1]) || process.argv[1], ...process.argv.slice(2)].map(quote).join(' ');
+  const out: ServerRun = {
+    kind: 'server-load',
+    date: new Date().toISOString(),
+    host: os.hostname(),
+    cpus: os.cpus().length,
+    cpuModel,
+    machine: machineSlug(cpuModel, backend.cpuKernels),
+    command,
+    backend,
+    options: o,
+    inProcessImagesPerSec: reference,
+    results,
+  };
   const file = o.out ?? path.join(__dirname, '..', '..', '..', 'benchmarks', 'results', `server-${new Date().toISOString().slice(0, 10)}-${os.hostname()}.json`);
   writeFileAtomic(file, JSON.stringify(out, null, 2) + '\n');
   log(`wrote ${file}`);
-  log('\n' + markdown(out));
+  log('\n' + serverSection([out]).join('\n'));
   process.stdout.write(JSON.stringify(out) + '\n');
-}
-
-function markdown(out: { inProcessImagesPerSec: number; options: Options; results: Record<string, unknown> }): string {
-  const rows = [
-    `In-process batched inference (${out.options.arch}, batch 256): ${out.inProcessImagesPerSec.toFixed(0)} images/s. Server: ${out.options.connections} connections on loopback, max_queue_delay ${out.options.maxDelayMs} ms, defense ${out.options.defense}.`,
-    '',
-    '| request | load | images/s | % of in-process | p50 ms | p99 ms |',
-    '|---|---|---:|---:|---:|---:|',
-  ];
-  for (const n of ['1-image', '32-image']) {
-    const r = out.results[n] as { at: Record<string, LoadResult> } | undefined;
-    if (!r) continue;
-    for (const at of ['50%', '80%', '100%']) {
-      const x = r.at[at];
-      rows.push(`| ${n} | ${at} of peak | ${x.imagesPerSec.toFixed(0)} | ${((100 * x.imagesPerSec) / out.inProcessImagesPerSec).toFixed(1)} | ${x.p50ms} | ${x.p99ms} |`);
-    }
-  }
-  const soak = out.results.soak as { seconds: number; trendMiBPerMin: number; rssMiB: [number, number][]; flat: boolean } | undefined;
-  if (soak) rows.push('', `Soak ${soak.seconds} s: RSS ${soak.rssMiB[0][1].toFixed(0)} -> ${soak.rssMiB[soak.rssMiB.length - 1][1].toFixed(0)} MiB, trend ${soak.trendMiBPerMin.toFixed(3)} MiB/min (${soak.flat ? 'flat' : 'GROWING'}).`);
-  return rows.join('\n');
 }
 
 main().catch((e) => {
