@@ -102,6 +102,8 @@ export interface AuthGridOptions {
   finetuneEpochs?: number;
   finetuneLimit?: number;
   backdoorEpochs?: number;
+  /** BadEncoder's Adam learning rate (default 1e-3: at 1e-4 and 3 epochs the backdoor did not work on the 10-epoch target, ASR 5.3%). */
+  backdoorLr?: number;
   backdoorLimit?: number;
   /** An independently trained encoder file; without it one is pre-trained here (seed + 1). */
   independent?: string;
@@ -119,7 +121,7 @@ export interface AuthGridOptions {
 }
 const OPTION_KEYS: (keyof AuthGridOptions)[] = [
   'target', 'outDir', 'limit', 'keySamples', 'pool', 'steps', 'noiseRel', 'safety', 'seed', 'reloads', 'threadCounts', 'finetuneEpochs', 'finetuneLimit',
-  'backdoorEpochs', 'backdoorLimit', 'independent', 'independentEpochs', 'independentLimit', 'stealMethod', 'budget', 'stealEpochs', 'evalLimit', 'probeEpochs', 'progress', 'fresh', 'log',
+  'backdoorEpochs', 'backdoorLr', 'backdoorLimit', 'independent', 'independentEpochs', 'independentLimit', 'stealMethod', 'budget', 'stealEpochs', 'evalLimit', 'probeEpochs', 'progress', 'fresh', 'log',
 ];
 
 function scoreOf(r: AuthReport): AuthScore {
@@ -236,7 +238,8 @@ export async function runAuthGrid(options: AuthGridOptions): Promise<AuthGridRes
   const reloads = checkInt(o.reloads ?? 20, 'options.reloads', { min: 1 });
   const threadCounts = (o.threadCounts ?? [1, 2]).map((v, i) => checkInt(v, `options.threadCounts[${i}]`, { min: 1, max: 256 }));
   const finetuneEpochs = checkInt(o.finetuneEpochs ?? 1, 'options.finetuneEpochs', { min: 0 });
-  const backdoorEpochs = checkInt(o.backdoorEpochs ?? 3, 'options.backdoorEpochs', { min: 0 });
+  const backdoorEpochs = checkInt(o.backdoorEpochs ?? 5, 'options.backdoorEpochs', { min: 0 });
+  const backdoorLr = checkNumber(o.backdoorLr ?? 1e-3, 'options.backdoorLr', { gt: 0, max: 10 });
   const independentEpochs = checkInt(o.independentEpochs ?? 10, 'options.independentEpochs', { min: 0 });
   const budget = checkInt(o.budget ?? 12000, 'options.budget', { min: 0 });
   const stealMethod = o.stealMethod ?? 'contsteal';
@@ -260,7 +263,7 @@ export async function runAuthGrid(options: AuthGridOptions): Promise<AuthGridRes
     const data = loadDataset('fashion-mnist', o.limit === undefined ? { split: 'train' } : { split: 'train', limit: o.limit });
     const config = {
       targetFile: target.file, targetSha256: target.sha256, data: data.name, limit: o.limit ?? null, ...keyOptions, reloads, finetuneEpochs, finetuneLimit: o.finetuneLimit ?? null,
-      backdoorEpochs, backdoorLimit: o.backdoorLimit ?? null, independent: o.independent ?? null, independentEpochs, independentLimit: o.independentLimit ?? null,
+      backdoorEpochs, backdoorLr, backdoorLimit: o.backdoorLimit ?? null, independent: o.independent ?? null, independentEpochs, independentLimit: o.independentLimit ?? null,
       stealMethod, budget, stealEpochs: o.stealEpochs ?? null, evalLimit: o.evalLimit ?? null,
     };
     const grid = ExperimentGrid.open<AuthResults>({
@@ -369,8 +372,8 @@ export async function runAuthGrid(options: AuthGridOptions): Promise<AuthGridRes
       const reference = { dataset: task.test, index: refIndex };
       await encoderRow(
         'badencoder',
-        `BadEncoder backdoor, ${backdoorEpochs} epoch(s) on ${shadow.labels.length} shadow images`,
-        () => badEncoderBackdoor(F, shadow, { reference, epochs: backdoorEpochs, seed, progress }),
+        `BadEncoder backdoor, ${backdoorEpochs} epoch(s), lr ${backdoorLr}, on ${shadow.labels.length} shadow images`,
+        () => badEncoderBackdoor(F, shadow, { reference, epochs: backdoorEpochs, lr: backdoorLr, seed, progress }),
         (e) => ({ backdoor: { ...backdoorSuccessRate(e as Encoder, { train: task.train, test: task.test, targetClass, reference, seed }), targetClass } }),
       );
     }
