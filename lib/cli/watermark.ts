@@ -1,12 +1,15 @@
 // `encsec watermark embed|verify|calibrate`: SSLGuard ownership watermarks.
 //   embed      --encoder F --out Fw --key KEYDIR [--epochs N ...]: a fresh key, F_w, and a
 //              first null model (the clean F's hits on D_v)
-//   verify     --encoder E --key KEYDIR: WR, hits, the binomial p-value and the verdict
+//   verify     --encoder E | --target URL --key KEYDIR: WR, hits, the binomial p-value and
+//              the verdict (a URL: an encsec server serving the suspect, |D_v| queries with
+//              the API key of $ENCSEC_API_KEY or --api-key-file)
 //   calibrate  --key KEYDIR --encoders A,B,...: the null model from encoders NOT derived from F_w
 import * as path from 'node:path';
 import type { Command } from './command';
 import { UsageError, type OptionSpecs, type ParsedArgs } from './args';
 import { applyDevice, progressFrom } from './options';
+import { API_KEY_ENV, API_KEY_FILE_OPTION, checkInputShape, checkRemaining, connectRemote, suspectFrom } from './remote';
 import { loadEncoder, saveEncoder } from '../io/checkpoint';
 import { loadSurrogate } from '../attacks/surrogate';
 import { loadDataset } from '../data/builtin';
@@ -26,7 +29,9 @@ import {
 } from '../watermark/sslguard';
 
 const OPTIONS: OptionSpecs = {
-  encoder: { kind: 'string', help: 'embed: the clean encoder F; verify: the suspect encoder (encoder or stolen-encoder file)' },
+  encoder: { kind: 'string', help: 'embed: the clean encoder F; verify: the suspect encoder (encoder or stolen-encoder file; or --target URL)' },
+  target: { kind: 'string', help: `verify: the URL of an encsec server serving the suspect encoder (http://HOST:PORT), instead of --encoder: |D_v| queries with the API key in $${API_KEY_ENV} or --api-key-file` },
+  'api-key-file': API_KEY_FILE_OPTION,
   encoders: { kind: 'list', help: 'calibrate: encoder files NOT derived from F_w (the clean F, independently trained ones, copies stolen from F)' },
   out: { kind: 'string', help: 'embed: the watermarked encoder F_w to write' },
   key: { kind: 'string', help: 'the key folder (embed writes it; verify and calibrate read it)' },
@@ -50,7 +55,7 @@ const OPTIONS: OptionSpecs = {
 
 const ALLOWED: Record<string, string[]> = {
   embed: ['encoder', 'out', 'key', 'epochs', 'data', 'limit', 'verify-size', 'batch', 'steps-per-epoch', 'lr-watermark', 'lr-shadow', 'lr-decoder', 'lr-trigger', 'seed', 'checkpoint', 'resume', 'device', 'progress'],
-  verify: ['encoder', 'key', 'batch', 'alpha', 'device'],
+  verify: ['encoder', 'target', 'api-key-file', 'key', 'batch', 'alpha', 'device'],
   calibrate: ['encoders', 'key', 'batch', 'device'],
 };
 
@@ -133,31 +138,54 @@ async function embed(args: ParsedArgs, ctx: { log(line: string): void }) {
   }
 }
 
+async function verify(args: ParsedArgs) {
+  const keyDir = required(args, 'key');
+  const suspect = suspectFrom(args);
+  const alpha = args.number('alpha');
+  const batchSize = args.number('batch');
+  const opts = { ...(batchSize === undefined ? {} : { batchSize }), ...(alpha === undefined ? {} : { alpha }) };
+  const key = loadKey(keyDir);
+  try {
+    if (suspect.url !== undefined) {
+      // What the server serves and what the key may spend, before D_v is loaded or anything is queried.
+      const target = await connectRemote(suspect.url, suspect.apiKey, 'owner');
+      const n = key.verification.indices.length;
+      checkInputShape(target, key.imageShape, "the key's D_v");
+      if (target.health.dim !== key.dim) throw new Error(`the server at ${target.url} answers ${target.health.dim}-d embeddings, the key's decoder takes ${key.dim}-d: this key cannot verify it (nothing was queried)`);
+      checkRemaining(target, n, `verification (|D_v| = ${n})`);
+      const verifyData = loadVerificationSet(key);
+      const t0 = Date.now();
+      const v = await verifyOwnership(target.remote, key, verifyData, { ...opts, clientId: 'owner' });
+      return { target: target.url, keyId: target.key.keyId, defense: target.remote.describe().defense, key: path.resolve(keyDir), ...v, seconds: (Date.now() - t0) / 1000 };
+    }
+    const verifyData = loadVerificationSet(key);
+    const { surrogate } = loadSurrogate(suspect.file);
+    try {
+      const t0 = Date.now();
+      const v = await verifyOwnership(surrogate, key, verifyData, opts);
+      return { encoder: path.resolve(suspect.file), key: path.resolve(keyDir), ...v, seconds: (Date.now() - t0) / 1000 };
+    } finally {
+      surrogate.dispose();
+    }
+  } finally {
+    disposeKey(key);
+  }
+}
+
 export const watermarkCommand: Command = {
-  summary: 'SSLGuard: embed an ownership watermark (embed), verify a suspect encoder (verify), set the null model (calibrate)',
+  summary: 'SSLGuard: embed an ownership watermark (embed), verify a suspect encoder or server (verify), set the null model (calibrate)',
   options: OPTIONS,
   async run(args, ctx) {
     const sub = checkSubcommand(args);
     applyDevice(args);
     if (sub === 'embed') return embed(args, ctx);
+    if (sub === 'verify') return verify(args);
     const keyDir = required(args, 'key');
     const key = loadKey(keyDir);
     try {
       const verifyData = loadVerificationSet(key);
       const batchSize = args.number('batch');
       const opts = batchSize === undefined ? {} : { batchSize };
-      if (sub === 'verify') {
-        const file = required(args, 'encoder');
-        const { surrogate } = loadSurrogate(file);
-        try {
-          const t0 = Date.now();
-          const alpha = args.number('alpha');
-          const v = await verifyOwnership(surrogate, key, verifyData, alpha === undefined ? opts : { ...opts, alpha });
-          return { encoder: path.resolve(file), key: path.resolve(keyDir), ...v, seconds: (Date.now() - t0) / 1000 };
-        } finally {
-          surrogate.dispose();
-        }
-      }
       const files = args.list('encoders');
       if (!files || files.length === 0) throw new UsageError('--encoders FILE,FILE,... is required');
       const loaded = files.map((f) => ({ name: path.resolve(f), source: loadSurrogate(f).surrogate }));

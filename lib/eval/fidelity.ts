@@ -77,39 +77,76 @@ export function meanRowCosine(a: Float32Array, b: Float32Array, n: number, d: nu
   return total / n;
 }
 
+type ProbeSettings = { epochs: number; seed: number; batchSize: number };
+
+/** Checks the tasks and options of an evaluation; returns the probe settings. */
+function checkProbeSetup(tasks: readonly TaskData[], options: FidelityOptions): ProbeSettings {
+  if (!Array.isArray(tasks) || tasks.length === 0) throw new TypeError('tasks must be a non-empty array of TaskData');
+  tasks.forEach((t, i) => {
+    checkObject(t, `tasks[${i}]`);
+    if (typeof t.name !== 'string') throw new TypeError(`tasks[${i}].name must be a string, got ${describe(t.name)}`);
+    checkDataset(t.train, `tasks[${i}].train`, false);
+    checkDataset(t.test, `tasks[${i}].test`, false);
+  });
+  checkOptions(options, 'options', ['probeEpochs', 'seed', 'batchSize']);
+  const names = new Set(tasks.map((t) => t.name));
+  if (names.size !== tasks.length) throw new RangeError('task names must be distinct');
+  return {
+    epochs: checkInt(options.probeEpochs ?? 100, 'probeEpochs', { min: 1 }),
+    seed: checkSeed(options.seed ?? 0),
+    batchSize: checkInt(options.batchSize ?? 512, 'batchSize', { min: 1 }),
+  };
+}
+
+/** One encoder's linear probe on one task: trained on its TRAIN embeddings, measured on TEST. */
+function probeTask(encoder: Module, task: TaskData, o: ProbeSettings): { result: ReturnType<typeof linearProbe>; test: Embeddings; trainImages: number } {
+  const train = embedDataset(encoder, task.train, { batchSize: o.batchSize });
+  const test = embedDataset(encoder, task.test, { batchSize: o.batchSize });
+  const result = linearProbe(train, test, { numClasses: task.train.numClasses, epochs: o.epochs, seed: o.seed });
+  return { result, test, trainImages: train.n };
+}
+
+export interface ProbeReport {
+  /** Task name -> linear-probe TEST accuracy. */
+  accuracy: Record<string, number>;
+  tasks: Record<string, { accuracy: number; trainImages: number; testImages: number }>;
+  evalSeconds: number;
+}
+
+/**
+ * An encoder's own linear-probe TEST accuracy on every task, with the
+ * protocol of FidelityEvaluator (the same probes, so the numbers equal its
+ * stolenAccuracy): for a copy whose target is not at hand (a remote API),
+ * where agreement and cosine cannot be measured without querying it.
+ */
+export function probeAccuracies(encoder: Module, tasks: readonly TaskData[], options: FidelityOptions = {}): ProbeReport {
+  if (!(encoder instanceof Module)) throw new TypeError(`encoder must be a Module, got ${describe(encoder)}`);
+  const o = checkProbeSetup(tasks, options);
+  const t0 = Date.now();
+  const out: ProbeReport['tasks'] = {};
+  for (const task of tasks) {
+    const { result, test, trainImages } = probeTask(encoder, task, o);
+    out[task.name] = { accuracy: result.accuracy, trainImages, testImages: test.n };
+  }
+  return { accuracy: Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.accuracy])), tasks: out, evalSeconds: (Date.now() - t0) / 1000 };
+}
+
 export class FidelityEvaluator {
   readonly #target: Module;
   readonly tasks: readonly TaskData[];
-  readonly #opts: { epochs: number; seed: number; batchSize: number };
+  readonly #opts: ProbeSettings;
   #targetSide: Map<string, TargetSide> | null = null;
   #targetSeconds = 0;
 
   constructor(target: Module, tasks: readonly TaskData[], options: FidelityOptions = {}) {
     if (!(target instanceof Module)) throw new TypeError(`target must be a Module, got ${describe(target)}`);
-    if (!Array.isArray(tasks) || tasks.length === 0) throw new TypeError('tasks must be a non-empty array of TaskData');
-    tasks.forEach((t, i) => {
-      checkObject(t, `tasks[${i}]`);
-      if (typeof t.name !== 'string') throw new TypeError(`tasks[${i}].name must be a string, got ${describe(t.name)}`);
-      checkDataset(t.train, `tasks[${i}].train`, false);
-      checkDataset(t.test, `tasks[${i}].test`, false);
-    });
-    checkOptions(options, 'options', ['probeEpochs', 'seed', 'batchSize']);
-    const names = new Set(tasks.map((t) => t.name));
-    if (names.size !== tasks.length) throw new RangeError('task names must be distinct');
+    this.#opts = checkProbeSetup(tasks, options);
     this.#target = target;
     this.tasks = tasks;
-    this.#opts = {
-      epochs: checkInt(options.probeEpochs ?? 100, 'probeEpochs', { min: 1 }),
-      seed: checkSeed(options.seed ?? 0),
-      batchSize: checkInt(options.batchSize ?? 512, 'batchSize', { min: 1 }),
-    };
   }
 
   #probe(encoder: Module, task: TaskData): { result: ReturnType<typeof linearProbe>; test: Embeddings; trainImages: number } {
-    const train = embedDataset(encoder, task.train, { batchSize: this.#opts.batchSize });
-    const test = embedDataset(encoder, task.test, { batchSize: this.#opts.batchSize });
-    const result = linearProbe(train, test, { numClasses: task.train.numClasses, epochs: this.#opts.epochs, seed: this.#opts.seed });
-    return { result, test, trainImages: train.n };
+    return probeTask(encoder, task, this.#opts);
   }
 
   /** The target's probe accuracy per task (computed on first use, then cached). */

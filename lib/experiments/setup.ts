@@ -40,6 +40,7 @@ export function loadTarget(file: string | undefined, option = '--target'): Loade
   if (typeof option !== 'string') throw new TypeError(`option must be a string (the option's name in messages), got ${describe(option)}`);
   if (!file) throw new Error(`${option} FILE is required`);
   checkPath(file, option);
+  if (/^https?:\/\//i.test(file)) throw new Error(`${option} must be an encoder file (safetensors) here, got the URL ${file} (a server is queried by \`encsec steal\`, \`watermark verify\` and \`auth verify\`)`);
   const { encoder } = loadEncoder(file);
   return { encoder, file: path.resolve(file), sha256: fileSha256(file) };
 }

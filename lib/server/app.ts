@@ -7,6 +7,7 @@
 //   POST /v1/embed       embeddings through the key's defense (formats: decode.ts)
 //   POST /v1/embed/raw   raw embeddings, admin keys only (the owner's watermark and authentication checks)
 //   GET  /v1/health      liveness, the served encoder and input shape (no key, no embeddings)
+//   GET  /v1/key         the presented key's own record: id, defense, budget, images used (nothing charged)
 //   GET  /metrics        Prometheus text format
 //   GET  /v1/openapi.json  the OpenAPI document generated from the route schemas
 //
@@ -397,6 +398,32 @@ export async function createServer(options: ServerOptions): Promise<EncsecServer
       },
     },
     handler: async () => ({ status: 'ok', inputShape: [channels, size, size], dim, queuedImages: batcher.queuedImages, state: store.kind }),
+  });
+  app.get('/v1/key', {
+    schema: {
+      summary: "the presented key's own record: its defense, budget and images used (no embeddings, nothing charged, not audited)",
+      security: [{ bearer: [] }],
+      response: {
+        401: errorBody('no API key, or an invalid one'),
+        403: errorBody('a revoked key'),
+        200: {
+          description: "what an embedding answer's X-Encsec-Defense, X-Encsec-Used and X-Encsec-Budget headers would say, before any is spent",
+          type: 'object',
+          properties: {
+            keyId: { type: 'string' },
+            admin: { type: 'boolean' },
+            defense: { type: 'string' },
+            budget: { type: ['integer', 'null'] },
+            used: { type: 'integer' },
+          },
+        },
+      },
+    },
+    onRequest: authenticate(false),
+    handler: async (req: FastifyRequest) => {
+      const key = req.apiKey!;
+      return { keyId: key.id, admin: key.admin, defense: key.defense, budget: key.budget === Infinity ? null : key.budget, used: await store.used(key.id) };
+    },
   });
   app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)' } }, async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);

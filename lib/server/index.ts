@@ -17,4 +17,4 @@ export { RedisStateStore, SqliteStateStore } from './state';
 export type { Admission, StateStore } from './state';
 export { ServerMetrics } from './metrics';
 export { RemoteEncoder, RemoteError } from './remote';
-export type { RemoteEncoderOptions } from './remote';
+export type { RemoteEncoderOptions, RemoteHealth, RemoteKeyInfo } from './remote';

@@ -13,6 +13,12 @@
 // (several accounts). The server identifies the client by its key: its key
 // id plays the clientId's role on the server (per-key defense state, noise
 // streams), whatever clientId the caller passes here.
+//
+// Before spending anything, health() says what the server serves (input
+// shape, embedding size) and keyInfo() what a key may spend and which
+// defense its answers get (GET /v1/key: no images, nothing charged); after
+// keyInfo(), describe() reports that defense, so a check that needs exact
+// answers (SSL-Auth) knows it before its first query.
 import { Tensor } from '../core/tensor';
 import { checkInt, checkOptions } from '../core/validate';
 import { QueryBudgetExceeded } from '../service/service';
@@ -31,6 +37,27 @@ export interface RemoteEncoderOptions {
   maxRequestImages?: number;
   /** Per HTTP request, ms (default 60000). */
   timeoutMs?: number;
+}
+
+/** GET /v1/health: what the server serves. */
+export interface RemoteHealth {
+  status: string;
+  /** [C, H, W] of the images the server takes. */
+  inputShape: [number, number, number];
+  /** Embedding dimension of the served encoder. */
+  dim: number;
+}
+
+/** GET /v1/key: the presented key's own record. */
+export interface RemoteKeyInfo {
+  keyId: string;
+  admin: boolean;
+  /** Canonical defense SPEC applied to the key's answers on /v1/embed ('none' for raw embeddings). */
+  defense: string;
+  /** Images the key may send in total (null: unlimited). */
+  budget: number | null;
+  /** Images charged to the key so far. */
+  used: number;
 }
 
 /** An answer the server refused with a status other than a budget refusal. */
@@ -133,16 +160,11 @@ export class RemoteEncoder implements EmbeddingSource {
     }
     const body = Buffer.from(await res.arrayBuffer());
     if (res.status !== 200) {
-      let info: Record<string, unknown> = {};
-      try {
-        info = JSON.parse(body.toString('utf8'));
-      } catch {
-        /* not JSON: the status says it */
-      }
+      const info = errorInfo(body);
       if (res.status === 429 && info.error === 'budget_exceeded') {
         throw new QueryBudgetExceeded(clientId, Number(info.budget), Number(info.used), Number(info.requested ?? n));
       }
-      throw new RemoteError(res.status, String(info.error ?? 'http_error'), `remote encoder ${this.url}: HTTP ${res.status}: ${String(info.message ?? body.toString('utf8').slice(0, 200))}`);
+      throw this.#refusal(res.status, info, body);
     }
     const dims = (res.headers.get('x-encsec-shape') ?? '').split(',').map(Number);
     if (dims.length !== 2 || dims[0] !== n || !Number.isInteger(dims[1]) || dims[1] < 1 || body.length !== n * dims[1] * 4) {
@@ -159,6 +181,59 @@ export class RemoteEncoder implements EmbeddingSource {
     return { data, d: dims[1] };
   }
 
+  #refusal(status: number, info: Record<string, unknown>, body: Buffer): RemoteError {
+    return new RemoteError(status, String(info.error ?? 'http_error'), `remote encoder ${this.url}: HTTP ${status}: ${String(info.message ?? body.toString('utf8').slice(0, 200))}`);
+  }
+
+  /** GET a JSON route (with the key of clientId, or none); a status other than 200 is a RemoteError. */
+  async #getJson(route: string, key: string | null): Promise<Record<string, unknown>> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${route}`, {
+        headers: { accept: 'application/json', ...(key === null ? {} : { authorization: `Bearer ${key}` }) },
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+    } catch (e) {
+      throw new Error(`remote encoder ${this.url}: ${(e as Error).message}`);
+    }
+    const body = Buffer.from(await res.arrayBuffer());
+    if (res.status !== 200) throw this.#refusal(res.status, errorInfo(body), body);
+    let v: unknown;
+    try {
+      v = JSON.parse(body.toString('utf8'));
+    } catch {
+      v = null;
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`remote encoder ${this.url}: malformed answer of ${route} (not a JSON object)`);
+    return v as Record<string, unknown>;
+  }
+
+  /** What the server serves: its input shape [C, H, W] and embedding size (GET /v1/health, no key, nothing charged). */
+  async health(): Promise<RemoteHealth> {
+    const h = await this.#getJson('/v1/health', null);
+    const shape = h.inputShape;
+    if (!Array.isArray(shape) || shape.length !== 3 || !shape.every((v) => Number.isInteger(v) && v >= 1) || !Number.isInteger(h.dim) || (h.dim as number) < 1) {
+      throw new Error(`remote encoder ${this.url}: malformed /v1/health answer (inputShape ${JSON.stringify(shape)}, dim ${JSON.stringify(h.dim)}); is this an encsec server?`);
+    }
+    return { status: String(h.status), inputShape: [shape[0], shape[1], shape[2]], dim: h.dim as number };
+  }
+
+  /**
+   * The record of clientId's key: id, defense, budget and images used (GET
+   * /v1/key, nothing charged). describe() reports the key's defense from
+   * then on (the raw route's 'none' with options.raw).
+   */
+  async keyInfo(clientId: string): Promise<RemoteKeyInfo> {
+    checkClientId(clientId);
+    const r = await this.#getJson('/v1/key', this.#keyOf(clientId));
+    const budget = r.budget;
+    if (typeof r.keyId !== 'string' || typeof r.defense !== 'string' || typeof r.admin !== 'boolean' || !(budget === null || Number.isInteger(budget)) || !Number.isInteger(r.used)) {
+      throw new Error(`remote encoder ${this.url}: malformed /v1/key answer ${JSON.stringify(r).slice(0, 200)}`);
+    }
+    this.#defense = r.defense;
+    return { keyId: r.keyId, admin: r.admin, defense: r.defense, budget: budget as number | null, used: r.used as number };
+  }
+
   /** The defense's numbers about the client as the server reported them with its last answer ({} before any). */
   clientStats(clientId: string): Record<string, number> {
     return { ...(this.#stats.get(checkClientId(clientId)) ?? {}) };
@@ -166,6 +241,16 @@ export class RemoteEncoder implements EmbeddingSource {
 
   describe(): SourceDescription {
     return { kind: 'remote', defense: this.#raw ? 'none' : this.#defense === 'raw' ? 'none' : this.#defense };
+  }
+}
+
+/** The JSON error body of a refusal ({} when it is not JSON: the status says it). */
+function errorInfo(body: Buffer): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(body.toString('utf8'));
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
   }
 }
 

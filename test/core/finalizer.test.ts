@@ -35,9 +35,14 @@ t.test('ENCSEC_HOST_CACHE_MB caps the cache: larger frees go back to the OS', as
     const { native } = require(${JSON.stringify(addon)});
     const { Tensor } = require(${JSON.stringify(require.resolve('../../lib/core/tensor'))});
     native.clearCache();
-    Tensor.zeros([768 * 1024 / 4]).dispose();  // 0.75 MiB: fits the 1 MiB cap
+    // Both alive at once: a request may borrow a cached block up to twice its
+    // size (native/alloc.cpp), so the 0.5 MiB one must not find the 0.75 MiB
+    // block free.
+    const big = Tensor.zeros([768 * 1024 / 4]);
+    const half = Tensor.zeros([512 * 1024 / 4]);
+    big.dispose();  // 0.75 MiB: fits the 1 MiB cap
     const small = native.cacheBytes();
-    Tensor.zeros([512 * 1024 / 4]).dispose();  // 0.5 MiB more would exceed it
+    half.dispose();  // 0.5 MiB more would exceed it
     const after = native.cacheBytes();
     process.stdout.write(JSON.stringify({ small, after }));
   `;

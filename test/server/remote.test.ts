@@ -4,6 +4,8 @@
 // client named like the key id; budget refusals come back as
 // QueryBudgetExceeded; and a steal through HTTP with b4b sees the same sigma,
 // coverage and stolen encoder as the in-process run with the same seed.
+// health() and keyInfo() (GET /v1/key) say what is served and what a key may
+// spend, charging and auditing nothing.
 import t from 'tap';
 import { Tensor } from '../../lib/core/tensor';
 import { embedSync } from '../../lib/nn/module';
@@ -128,4 +130,42 @@ t.test('a steal through HTTP with b4b equals the in-process steal with the same 
   t.equal(await agreement(viaHttp.surrogate), await agreement(inProcess.surrogate), 'the same agreement');
   target.dispose();
   t.equal(viaHttp.queriesSpent, 40);
+});
+
+t.test('health() and keyInfo(): what is served and what the key may spend, nothing charged', async (t) => {
+  const s = await startServer();
+  t.teardown(() => s.close());
+  const spec = 'noise:sigma=0.05,seed=7';
+  const { key, record } = s.server.keys.add({ defense: spec, budget: 20 });
+  const remote = new RemoteEncoder({ url: s.url, key });
+  t.match(await remote.health(), { status: 'ok', inputShape: [1, SIZE, SIZE], dim: 128 });
+  t.same(remote.describe(), { kind: 'remote', defense: null }, 'before: the defense is not known');
+  const canonical = defenseSpec(parseDefense(spec));
+  t.same(await remote.keyInfo('alice'), { keyId: record.id, admin: false, defense: canonical, budget: 20, used: 0 });
+  t.same(remote.describe(), { kind: 'remote', defense: canonical }, 'after keyInfo(): known before any query');
+  const x = Tensor.randn([6, 1, SIZE, SIZE], { seed: 1 });
+  t.teardown(() => x.dispose());
+  (await remote.embed('alice', x)).dispose();
+  t.match(await remote.keyInfo('alice'), { used: 6 }, 'used follows the answered images');
+  t.equal(await s.server.store.used(record.id), 6, 'keyInfo() and health() charged nothing');
+  t.equal(s.server.audit.rows().length, 1, 'and are not in the audit log');
+
+  const admin = s.server.keys.add({ admin: true });
+  t.match(await new RemoteEncoder({ url: s.url, key: admin.key }).keyInfo('owner'), { admin: true, defense: 'none', budget: null });
+  const raw = new RemoteEncoder({ url: s.url, key: admin.key, raw: true });
+  await raw.keyInfo('owner');
+  t.same(raw.describe(), { kind: 'remote', defense: 'none' }, 'the raw route stays undefended');
+
+  // The route refuses like the embedding routes, and is in the OpenAPI document.
+  const bad = new RemoteEncoder({ url: s.url, key: 'esk_000000000000_' + 'x'.repeat(43) });
+  await t.rejects(bad.keyInfo('eve'), { name: 'RemoteError', status: 401 });
+  s.server.keys.revoke(record.id);
+  await t.rejects(remote.keyInfo('alice'), { name: 'RemoteError', status: 403 });
+  t.equal((await fetch(s.url + '/v1/key')).status, 401, 'no key: 401');
+  const doc = (await (await fetch(s.url + '/v1/openapi.json')).json()) as { paths: Record<string, Record<string, { security?: unknown; responses: Record<string, { content?: Record<string, { schema: { properties: Record<string, unknown> } }> }> }>> };
+  const op = doc.paths['/v1/key'].get;
+  t.same(op.security, [{ bearer: [] }]);
+  t.same(Object.keys(op.responses['200'].content!['application/json'].schema.properties).sort(), ['admin', 'budget', 'defense', 'keyId', 'used']);
+  t.same(Object.keys(doc.paths['/v1/health'].get.responses['200'].content!['application/json'].schema.properties).sort(), ['dim', 'inputShape', 'queuedImages', 'state', 'status']);
+  await t.rejects(new RemoteEncoder({ url: 'http://127.0.0.1:1', key }).health(), /remote encoder http:\/\/127\.0\.0\.1:1/);
 });
