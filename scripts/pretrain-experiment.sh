@@ -25,6 +25,6 @@ for model in e1 e3 e5 final random raw; do
   for data in fashion-mnist mnist; do
     out="$dir/eval-$model-$data.json"
     [ -f "$out" ] || enc eval --encoder "$spec" --data "$data" --json "$out" >/dev/null
-    echo "$model $data $(node -e "console.log(require('./$out').accuracy)")"
+    echo "$model $data $(node -e "console.log(require(require('path').resolve('$out')).accuracy)")"
   done
 done
