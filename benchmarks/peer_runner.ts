@@ -51,8 +51,14 @@ export interface PeerMeta {
   allocator?: string;
 }
 
-/** MALLOC_CONF for jemalloc under PyTorch (the setting of Intel's PyTorch launcher): keep freed pages, no decay. */
-export const JEMALLOC_CONF = 'oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000';
+/**
+ * MALLOC_CONF for jemalloc under PyTorch: Intel's PyTorch launcher setting (keep freed pages, no decay) with
+ * jemalloc's background thread off. With decay disabled that thread has nothing to purge, and when PyTorch's
+ * threads take every core (the benchmark runs one per core) it preempts a compute thread while OpenMP's partner
+ * spins: on a 2-core AMD EPYC the cnn-small SimCLR step took 1987 ms median (1363–3569) with it and 1436 ms
+ * (1386–1703) without.
+ */
+export const JEMALLOC_CONF = 'oversize_threshold:1,background_thread:false,metadata_thp:auto,dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000';
 
 export function findJemalloc(root: string): string | null {
   const candidates: string[] = [];

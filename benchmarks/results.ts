@@ -214,6 +214,38 @@ export function evaluateTargets(rows: RowResult[], meta: RunMeta): Target[] {
     }
     targets.push({ name: 'Resident memory, cnn-small SimCLR step, batch 256', required: '< 1.5 GB (1500 MB) peak RSS', measured: measuredText + (met === null && isMemory(m) ? quick : ''), met });
   }
+  // Issue #18: the jobs users wait for, against the tuned (jemalloc) peer of
+  // the same run, and the training step's share of the machine's limit.
+  {
+    const rowsE2e = rows.filter((r) => r.group === 'e2e' || r.group === 'job');
+    const ratios = rowsE2e.map((r) => ({ r, x: speedRatio(r.encsec, r.peer) }));
+    let measuredText: string;
+    let met: boolean | null = null;
+    if (rowsE2e.length === 0) measuredText = 'not measured (no end-to-end or job rows run)';
+    else if (ratios.some((x) => x.x === null)) measuredText = `not measured (missing: ${ratios.filter((x) => x.x === null).map((x) => x.r.id).join(', ')})`;
+    else {
+      const worst = ratios.reduce((a, b) => ((a.x as number) <= (b.x as number) ? a : b));
+      const fails = ratios.filter((x) => (x.x as number) < 1.2);
+      measuredText = `worst ${fmtX(worst.x as number)} (${worst.r.id}); ${ratios.length - fails.length} of ${ratios.length} rows ≥ 1.20×`;
+      if (fails.length) measuredText += `; below: ${fails.map((x) => `${x.r.id} ${fmtX(x.x as number)}`).join(', ')}`;
+      met = meta.quick ? null : fails.length === 0;
+    }
+    targets.push({ name: 'End-to-end and real-job rows (steps, inference, pre-training epoch, steals, probe)', required: '≥ 1.20× tuned PyTorch, every row', measured: measuredText + (met === null && rowsE2e.length && quick ? quick : ''), met });
+  }
+  {
+    const r = byId.get('e2e.simclr-step.cnn-small');
+    const peak = meta.peak?.gflops ?? null;
+    const p = r ? convPercentOfPeak(r, r.encsec, peak) : null;
+    let measuredText: string;
+    let met: boolean | null = null;
+    if (!r) measuredText = 'not measured (row e2e.simclr-step.cnn-small not run)';
+    else if (p === null) measuredText = 'not measured (no time or no peak figure)';
+    else {
+      measuredText = `${p.toFixed(1)}% (${(convGflops(r, r.encsec) as number).toFixed(1)} conv GFLOP/s of ${(peak as number).toFixed(1)})`;
+      met = meta.quick ? null : p >= 80;
+    }
+    targets.push({ name: 'SimCLR step, cnn-small, batch 256: convolution work', required: '≥ 80% of measured fp32 peak', measured: measuredText + (met === null && p !== null ? quick : ''), met });
+  }
   return targets;
 }
 

@@ -24,8 +24,10 @@
 //
 // With AVX-512 the im2col/col2im copies run on masked 16-lane moves driven by
 // per-chunk tables of segments (pieces of an output row, <= 16 pixels, within
-// one panel); stride 2 de-interleaves with permutes. Other ISAs and strides
-// use the same tables element by element.
+// one panel); stride 2 de-interleaves with permutes. With AVX2 the stride-1
+// forward im2col (panel rows assembled in registers) and the stride-1 col2im
+// (gather form) run on 8-lane masked loads from the same kind of tables.
+// Other ISAs and strides use the tables element by element.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -45,6 +47,33 @@ using gemm::NR;
 using gemm::round_up;
 
 constexpr int kSegMax = 16;
+
+#if defined(__AVX512F__)
+#define ENCSEC_CONV_VLOADS 1
+constexpr int kVL = 16;  // lanes of one vector register
+#elif defined(__AVX2__) && defined(__FMA__)
+#define ENCSEC_CONV_VLOADS 1
+constexpr int kVL = 8;
+// Lane masks of _mm256_maskload_ps (sign bit of each 32-bit lane) for every
+// 8-bit mask. AVX2 has no mask registers; a table load is cheaper than
+// building the vector from the bits in the inner loops.
+struct LaneMasks8 {
+  alignas(32) int32_t m[256][8];
+  LaneMasks8() {
+    for (int b = 0; b < 256; ++b)
+      for (int l = 0; l < 8; ++l) m[b][l] = (b >> l) & 1 ? -1 : 0;
+  }
+};
+const LaneMasks8 kLaneMasks8;
+inline __m256i lane_mask8(uint32_t bits) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(kLaneMasks8.m[bits & 0xFF]));
+}
+#endif
+#if defined(ENCSEC_CONV_VLOADS)
+// Vector registers per NR-wide panel row (48 / 16 or 16 / 8).
+constexpr int kNReg = NR / kVL;
+static_assert(NR % kVL == 0, "panel rows are whole vectors");
+#endif
 // Floats of cache one chunk may use for its B block and C tile (1 MiB, L2).
 constexpr int64_t kChunkFloats = 256 * 1024;
 
@@ -182,6 +211,7 @@ void im2col_block(float* Bpanel, const float* inp, const std::vector<Tap>& taps,
     return;
   }
 #endif
+  (void)vec;
   for (int k = pc; k < pc + kc; ++k) {
     const int c = k / khw;
     const Tap* t = taps.data() + (size_t)(k % khw) * nseg;
@@ -201,39 +231,40 @@ void im2col_block(float* Bpanel, const float* inp, const std::vector<Tap>& taps,
   }
 }
 
-#if defined(__AVX512F__)
-// Stride-1 im2col that assembles each 48-float panel row in three registers
-// (masked merging loads, zero where padding) and writes it with three
-// aligned full stores, instead of one unaligned masked store per segment:
-// stores are the scarce port here, and small images have many segments.
-// VEnt: one masked load; lane l of register j reads plane + src + l.
+#if defined(ENCSEC_CONV_VLOADS)
+// Stride-1 im2col that assembles each panel row in kNReg registers (masked
+// loads, zero where padding: three zmm for AVX-512's 48 columns, two ymm for
+// AVX2's 16) and writes it with full aligned stores, instead of one
+// unaligned masked store per segment: stores are the scarce port here
+// (AVX2's masked stores are slow on AMD), and small images have many
+// segments. VEnt: one masked load; lane l of register j reads plane + src + l.
 struct VEnt {
   int64_t src;
   uint32_t mask;
 };
 
 // Per panel p, tap and register j: exactly E entries starting at
-// vents[((p * khw + tap) * 3 + j) * E], padded with mask-0 entries (no
+// vents[((p * khw + tap) * kNReg + j) * E], padded with mask-0 entries (no
 // access). A fixed count keeps the inner loops branch-predictable; variable
 // 1-3 iteration loops mispredicted often enough to double the cost.
 int build_vents(const ConvShape& s, const std::vector<Tap>& taps, int nseg, const std::vector<int>& pseg,
                 int npanels, std::vector<VEnt>& vents) {
   const int khw = s.KH * s.KW;
   std::vector<VEnt> tmp;
-  std::vector<int> beg((size_t)npanels * khw * 3 + 1, 0);
+  std::vector<int> beg((size_t)npanels * khw * kNReg + 1, 0);
   for (int p = 0; p < npanels; ++p)
     for (int tap = 0; tap < khw; ++tap) {
       const Tap* t = taps.data() + (size_t)tap * nseg;
-      for (int j = 0; j < NR / 16; ++j) {
-        beg[((size_t)p * khw + tap) * 3 + j] = (int)tmp.size();
+      for (int j = 0; j < kNReg; ++j) {
+        beg[((size_t)p * khw + tap) * kNReg + j] = (int)tmp.size();
         for (int i = pseg[p]; i < pseg[p + 1]; ++i) {
-          const int a = t[i].dst, la = std::max(a, 16 * j), lb = std::min(a + t[i].len, 16 * j + 16);
+          const int a = t[i].dst, la = std::max(a, kVL * j), lb = std::min(a + t[i].len, kVL * j + kVL);
           if (la >= lb) continue;
-          // Segment lane l sits at panel lane a + l, register lane a + l - 16j.
-          const uint64_t valid = ((uint64_t)t[i].lmask << a) >> (16 * j);
-          const uint64_t range = ((1ull << (lb - 16 * j)) - 1) & ~((1ull << (la - 16 * j)) - 1);
-          const uint32_t m = (uint32_t)(valid & range & 0xFFFF);
-          if (m) tmp.push_back({t[i].src - (a - 16 * j), m});
+          // Segment lane l sits at panel lane a + l, register lane a + l - kVL*j.
+          const uint64_t valid = ((uint64_t)t[i].lmask << a) >> (kVL * j);
+          const uint64_t range = ((1ull << (lb - kVL * j)) - 1) & ~((1ull << (la - kVL * j)) - 1);
+          const uint32_t m = (uint32_t)(valid & range & ((1u << kVL) - 1));
+          if (m) tmp.push_back({t[i].src - (a - kVL * j), m});
         }
       }
     }
@@ -256,11 +287,12 @@ void im2col_panel_rows_t(float* Bpanel, const float* inp, const VEnt* vents, int
     const int ca = std::max(0, (pc - tap + khw - 1) / khw);
     const int cb = (pc + kc - tap + khw - 1) / khw;
     if (cb <= ca) continue;
-    const VEnt* e0 = vents + ((size_t)p * khw + tap) * 3 * n;
+    const VEnt* e0 = vents + ((size_t)p * khw + tap) * kNReg * n;
     const VEnt* e1 = e0 + n;
-    const VEnt* e2 = e1 + n;
     float* d = Bpanel + (int64_t)(ca * khw + tap - pc) * NR;
     const float* plane = inp + ca * hw;
+#if defined(__AVX512F__)
+    const VEnt* e2 = e1 + n;
     for (int c = ca; c < cb; ++c, d += khw * NR, plane += hw) {
       __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps(), v2 = _mm512_setzero_ps();
       for (int q = 0; q < n; ++q) {
@@ -272,6 +304,41 @@ void im2col_panel_rows_t(float* Bpanel, const float* inp, const VEnt* vents, int
       _mm512_store_ps(d + 16, v1);
       _mm512_store_ps(d + 32, v2);
     }
+#else
+    // The entries of one register cover disjoint lanes and maskload zeroes
+    // the others, so OR merges them exactly (bit patterns, -0 included).
+    if (E > 0) {
+      // Fixed count: the entries' masks and offsets stay in registers
+      // across the channels (only the plane moves).
+      __m256i m0[E > 0 ? E : 1], m1[E > 0 ? E : 1];
+      int64_t s0[E > 0 ? E : 1], s1[E > 0 ? E : 1];
+      for (int q = 0; q < E; ++q) {
+        m0[q] = lane_mask8(e0[q].mask);
+        m1[q] = lane_mask8(e1[q].mask);
+        s0[q] = e0[q].src;
+        s1[q] = e1[q].src;
+      }
+      for (int c = ca; c < cb; ++c, d += khw * NR, plane += hw) {
+        __m256 v0 = _mm256_maskload_ps(plane + s0[0], m0[0]), v1 = _mm256_maskload_ps(plane + s1[0], m1[0]);
+        for (int q = 1; q < E; ++q) {
+          v0 = _mm256_or_ps(v0, _mm256_maskload_ps(plane + s0[q], m0[q]));
+          v1 = _mm256_or_ps(v1, _mm256_maskload_ps(plane + s1[q], m1[q]));
+        }
+        _mm256_store_ps(d, v0);
+        _mm256_store_ps(d + 8, v1);
+      }
+      continue;
+    }
+    for (int c = ca; c < cb; ++c, d += khw * NR, plane += hw) {
+      __m256 v0 = _mm256_setzero_ps(), v1 = _mm256_setzero_ps();
+      for (int q = 0; q < n; ++q) {
+        v0 = _mm256_or_ps(v0, _mm256_maskload_ps(plane + e0[q].src, lane_mask8(e0[q].mask)));
+        v1 = _mm256_or_ps(v1, _mm256_maskload_ps(plane + e1[q].src, lane_mask8(e1[q].mask)));
+      }
+      _mm256_store_ps(d, v0);
+      _mm256_store_ps(d + 8, v1);
+    }
+#endif
   }
 }
 
@@ -281,13 +348,13 @@ void im2col_panel_rows_t(float* Bpanel, const float* inp, const VEnt* vents, int
 void prefetch_panel_rows(const float* inp, const std::vector<VEnt>& vents, int E, int p, const ConvShape& s) {
   const int khw = s.KH * s.KW;
   const int64_t hw = (int64_t)s.H * s.W;
-  const VEnt* e = vents.data() + ((size_t)p * khw + khw / 2) * 3 * E;
-  for (int q = 0; q < 3 * E; ++q) {
+  const VEnt* e = vents.data() + ((size_t)p * khw + khw / 2) * kNReg * E;
+  for (int q = 0; q < kNReg * E; ++q) {
     if (!e[q].mask) continue;
     const float* a = inp + e[q].src;
     for (int c = 0; c < s.C; ++c, a += hw) {
       _mm_prefetch((const char*)a, _MM_HINT_T0);
-      _mm_prefetch((const char*)(a + 15), _MM_HINT_T0);
+      _mm_prefetch((const char*)(a + kVL - 1), _MM_HINT_T0);
     }
   }
 }
@@ -346,8 +413,8 @@ void col2im_row(float* dinp_c, const float* dcol_row, const Tap* t, int nseg, co
   }
 }
 
-#if defined(__AVX512F__)
-// Gather form of col2im for stride 1: each 16-pixel piece of an input row
+#if defined(ENCSEC_CONV_VLOADS)
+// Gather form of col2im for stride 1: each kVL-pixel piece of an input row
 // sums all its dcol contributions (one per tap whose output row lies in the
 // chunk) in a register, then does a single read-modify-write of dinp.
 // Scatter-adding tap by tap instead re-reads addresses just written through
@@ -374,8 +441,8 @@ void build_gather(const ConvShape& s, int64_t col0, int ncols, std::vector<GPiec
     const int oh_b = n == r1 / s.OH ? (int)(r1 % s.OH) : s.OH - 1;
     const int ih_a = std::max(0, oh_a - s.pad), ih_b = std::min(s.H - 1, oh_b + s.KH - 1 - s.pad);
     for (int ih = ih_a; ih <= ih_b; ++ih)
-      for (int iw0 = 0; iw0 < s.W; iw0 += 16) {
-        const int lanes = std::min(16, s.W - iw0);
+      for (int iw0 = 0; iw0 < s.W; iw0 += kVL) {
+        const int lanes = std::min(kVL, s.W - iw0);
         GPiece pc{n * chw + (int64_t)ih * s.W + iw0, (1u << lanes) - 1, (int)gt.size(), 0};
         for (int kh = 0; kh < s.KH; ++kh) {
           const int oh = ih + s.pad - kh;
@@ -407,12 +474,27 @@ void col2im_gather(float* dinp, const float* dcol, int64_t ldc, const std::vecto
     const float* dc = dcol + (int64_t)(c - c0) * khw * ldc;
     float* di = dinp + c * hw;
     for (const GPiece& pc : pieces) {
+      float* p = di + pc.dst;
+#if defined(__AVX512F__)
       __m512 acc = _mm512_setzero_ps();
       for (int e = pc.first; e < pc.first + pc.count; ++e)
         acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps((__mmask16)gt[e].mask, dc + gt[e].tap * ldc + gt[e].off));
-      float* p = di + pc.dst;
       const __mmask16 m = (__mmask16)pc.dmask;
       _mm512_mask_storeu_ps(p, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, p), acc));
+#else
+      // Same sums, same order per lane as the AVX-512 path.
+      __m256 acc = _mm256_setzero_ps();
+      for (int e = pc.first; e < pc.first + pc.count; ++e)
+        acc = _mm256_add_ps(acc, _mm256_maskload_ps(dc + gt[e].tap * ldc + gt[e].off, lane_mask8(gt[e].mask)));
+      if (pc.dmask == 0xFFu) {
+        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc));
+      } else {
+        // Row tail: scalar adds (masked stores are slow on AMD).
+        alignas(32) float t[8];
+        _mm256_store_ps(t, acc);
+        for (int l = 0; l < 8 && (pc.dmask >> l) & 1u; ++l) p[l] += t[l];
+      }
+#endif
     }
   }
 }
@@ -426,6 +508,12 @@ inline void copy_floats(float* dst, const float* src, int n) {
     const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
     _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
   }
+#elif defined(__AVX2__)
+  // Inline: the runs are short (one image row, one channel run), where a
+  // call to memcpy costs more than the copy.
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
 #else
   std::memcpy(dst, src, sizeof(float) * n);
 #endif
@@ -436,6 +524,10 @@ inline void zero_floats(float* dst, int n) {
   int i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_setzero_ps());
   if (i < n) _mm512_mask_storeu_ps(dst + i, (__mmask16)((1u << (n - i)) - 1), _mm512_setzero_ps());
+#elif defined(__AVX2__)
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_setzero_ps());
+  for (; i < n; ++i) dst[i] = 0.0f;
 #else
   std::memset(dst, 0, sizeof(float) * n);
 #endif
@@ -508,8 +600,8 @@ void conv2d_forward_impl(float* out, const float* inp, const float* weight, cons
     ScratchBuffer bbuf((size_t)KC * NR), cbuf((size_t)OC * ldc);
     float* Bpanel = bbuf.data();
     float* Ct = cbuf.data();
-#if defined(__AVX512F__)
-    const bool rows = vec && s.stride == 1 && NR == 48;
+#if defined(ENCSEC_CONV_VLOADS)
+    const bool rows = s.stride == 1;
     std::vector<VEnt> vents;
     const int E = rows ? build_vents(s, taps, nseg, pseg, npanels, vents) : 0;
 #endif
@@ -519,12 +611,12 @@ void conv2d_forward_impl(float* out, const float* inp, const float* weight, cons
     const int kcb = gemm::balanced_kc(K);
     for (int p = 0; p < npanels; ++p) {
       const int nr = std::min(NR, ncols - p * NR);
-#if defined(__AVX512F__)
+#if defined(ENCSEC_CONV_VLOADS)
       if (rows && p + 2 < npanels) prefetch_panel_rows(inp, vents, E, p + 2, s);
 #endif
       for (int pc = 0; pc < K; pc += kcb) {
         const int kc = std::min(kcb, K - pc);
-#if defined(__AVX512F__)
+#if defined(ENCSEC_CONV_VLOADS)
         if (rows)
           im2col_panel_rows(Bpanel, inp, vents, E, p, s, pc, kc);  // writes whole rows, tail zeros included
         else
@@ -616,7 +708,7 @@ struct BwdScratch {
   std::vector<Seg> segs;
   std::vector<Tap> taps;
   std::vector<Run> runs;
-#if defined(__AVX512F__)
+#if defined(ENCSEC_CONV_VLOADS)
   std::vector<GPiece> pieces;
   std::vector<GTap> gt;
 #endif
@@ -647,7 +739,7 @@ void dinp_group(float* dinp, const float* dg, int g0, int g1, const BwdPlan& pl,
                     src + (int64_t)k * s.P, r.len);
     }
     bool gather = false;
-#if defined(__AVX512F__)
+#if defined(ENCSEC_CONV_VLOADS)
     if (s.stride == 1) {
       gather = true;
       build_gather(s, col0, ncols, w.pieces, w.gt);
@@ -666,7 +758,7 @@ void dinp_group(float* dinp, const float* dg, int g0, int g1, const BwdPlan& pl,
                            (int64_t)OC * MR, w.Bp + p * w.bblock, (int64_t)KC * NR, w.dcol, ldc, 1.0f,
                            p == 0 ? 0.0f : 1.0f);
       }
-#if defined(__AVX512F__)
+#if defined(ENCSEC_CONV_VLOADS)
       if (gather) {
         col2im_gather(dinp, w.dcol, ldc, w.pieces, w.gt, s, c0, c1);
         continue;
@@ -790,6 +882,23 @@ void dw_group_small(float* dW, bool& first, const float* dg, const float* inp, i
             acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
             acc[i][2] = _mm512_fmadd_ps(av, b2, acc[i][2]);
+          }
+        }
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 3; ++j) sum[i][j] = hsum(acc[i][j]);
+#elif defined(__AVX2__) && defined(__FMA__)
+        // 12 ymm accumulators + 3 B vectors + 1 A vector: all 16 registers.
+        __m256 acc[4][3];
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 3; ++j) acc[i][j] = _mm256_setzero_ps();
+        for (int p = 0; p < P; p += 8) {
+          const __m256i m = lane_mask8(P - p >= 8 ? 0xFFu : (1u << (P - p)) - 1);
+          const __m256 b0 = _mm256_load_ps(b[0] + p), b1 = _mm256_load_ps(b[1] + p), b2 = _mm256_load_ps(b[2] + p);
+          for (int i = 0; i < 4; ++i) {
+            const __m256 av = _mm256_maskload_ps(a[i] + p, m);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+            acc[i][2] = _mm256_fmadd_ps(av, b2, acc[i][2]);
           }
         }
         for (int i = 0; i < 4; ++i)

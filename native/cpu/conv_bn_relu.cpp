@@ -48,6 +48,34 @@ void add_masked_dy_dyx(const float* dout, const float* out, const float* x, floa
     b1 = _mm512_fmadd_pd(dhi, xhi, b1);
   }
   double ts = nn::hsum(_mm512_add_pd(a0, a1)), txy = nn::hsum(_mm512_add_pd(b0, b1));
+#elif defined(__AVX2__) && defined(__FMA__)
+  // The AVX-512 path's lanes, each 8-lane accumulator as two 4-lane halves
+  // (a0 = a0l:a0h over elements i..i+8, a1 over i+8..i+16), and its final
+  // tree: both ISAs give bit-identical sums. The products of two floats are
+  // exact in double, so fmadd and the scalar multiply-add agree too.
+  __m256d a0l = _mm256_setzero_pd(), a0h = a0l, a1l = a0l, a1h = a0l, b0l = a0l, b0h = a0l, b1l = a0l, b1h = a0l;
+  const __m256 vm = _mm256_set1_ps(mean), zero = _mm256_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    const __m256 dy0 = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(out + i), zero, _CMP_GT_OQ),
+                                     _mm256_loadu_ps(dout + i));
+    const __m256 dy1 = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(out + i + 8), zero, _CMP_GT_OQ),
+                                     _mm256_loadu_ps(dout + i + 8));
+    const __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), x1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
+    const __m256d d0l = _mm256_cvtps_pd(_mm256_castps256_ps128(dy0));
+    const __m256d d0h = _mm256_cvtps_pd(_mm256_extractf128_ps(dy0, 1));
+    const __m256d d1l = _mm256_cvtps_pd(_mm256_castps256_ps128(dy1));
+    const __m256d d1h = _mm256_cvtps_pd(_mm256_extractf128_ps(dy1, 1));
+    a0l = _mm256_add_pd(a0l, d0l);
+    a0h = _mm256_add_pd(a0h, d0h);
+    a1l = _mm256_add_pd(a1l, d1l);
+    a1h = _mm256_add_pd(a1h, d1h);
+    b0l = _mm256_fmadd_pd(d0l, _mm256_cvtps_pd(_mm256_castps256_ps128(x0)), b0l);
+    b0h = _mm256_fmadd_pd(d0h, _mm256_cvtps_pd(_mm256_extractf128_ps(x0, 1)), b0h);
+    b1l = _mm256_fmadd_pd(d1l, _mm256_cvtps_pd(_mm256_castps256_ps128(x1)), b1l);
+    b1h = _mm256_fmadd_pd(d1h, _mm256_cvtps_pd(_mm256_extractf128_ps(x1, 1)), b1h);
+  }
+  double ts = nn::hsum_halves(_mm256_add_pd(a0l, a1l), _mm256_add_pd(a0h, a1h));
+  double txy = nn::hsum_halves(_mm256_add_pd(b0l, b1l), _mm256_add_pd(b0h, b1h));
 #else
   double ts = 0, txy = 0;
 #endif

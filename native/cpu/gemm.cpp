@@ -216,6 +216,31 @@ inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd)
 void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols) {
   int r0 = 0;
 #if defined(__AVX2__)
+  if (rows < 8 && ldd == rows) {
+    // Fewer than 8 source rows into a contiguous destination: the packed
+    // panels of AVX2's MR = 6 (the weight-gradient's dout panels). 8 x 8
+    // blocks through scratch, each destination column stored as one full
+    // vector: its spill past `rows` lands in the next columns' slots, which
+    // later stores (increasing column order) overwrite; a column whose
+    // vector would pass the end of the destination is stored element-wise.
+    alignas(32) float in[8][8] = {}, out[8][8];
+    const int64_t end = (int64_t)cols * rows;
+    int c0 = 0;
+    for (; c0 + 8 <= cols; c0 += 8) {
+      for (int r = 0; r < rows; ++r) _mm256_store_ps(in[r], _mm256_loadu_ps(src + r * lds + c0));
+      transpose8x8(&in[0][0], 8, &out[0][0], 8);
+      for (int j = 0; j < 8; ++j) {
+        float* d = dst + (int64_t)(c0 + j) * rows;
+        if ((int64_t)(c0 + j) * rows + 8 <= end)
+          _mm256_storeu_ps(d, _mm256_load_ps(out[j]));
+        else
+          for (int r = 0; r < rows; ++r) d[r] = out[j][r];
+      }
+    }
+    for (int c = c0; c < cols; ++c)
+      for (int r = 0; r < rows; ++r) dst[c * ldd + r] = src[r * lds + c];
+    return;
+  }
   for (; r0 + 8 <= rows; r0 += 8) {
     int c0 = 0;
     for (; c0 + 8 <= cols; c0 += 8) transpose8x8(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);

@@ -5,7 +5,12 @@
 // backward recomputes the winner from inp instead of storing indices.
 // Threads take whole planes (n, c). The 2x2 case (the networks' only one) is
 // branch-free and vectorised; ties and random data made a branchy scan
-// mispredict constantly.
+// mispredict constantly. AVX-512 takes 16 windows a step with masked tails;
+// AVX2 takes 8 with full loads and stores: a row's last partial step is
+// redone over its last 8 windows (the same values written again), and a row
+// of fewer than 8 windows uses masked loads and a full store whose spare
+// lanes land on the plane's later outputs (rewritten after), or goes through
+// a buffer at the plane's end. The winner rule is the scalar one, lane by lane.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,8 +18,11 @@
 #include "../threadpool.h"
 #include "kernels.h"
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
+#endif
+#if !defined(__AVX512F__) && defined(__AVX2__)
+#define ENCSEC_POOL_AVX2 1
 #endif
 
 namespace encsec {
@@ -50,6 +58,71 @@ inline __mmask16 replaces_v(__m512 v, __m512 m) {
 }
 #endif
 
+#if defined(ENCSEC_POOL_AVX2)
+// The four corners of 8 consecutive 2x2 windows of a row pair, de-interleaved
+// from even/odd columns with in-lane shuffles, which leave the windows in the
+// order 0 1 4 5 | 2 3 6 7: unpacklo/unpackhi of two such vectors give back
+// the interleaved columns 0..7 and 8..15, and permute4x64 (0, 2, 1, 3) maps
+// between it and the natural order (either way).
+struct Quad8 {
+  __m256 a, b, c, e;  // top-left, top-right, bottom-left, bottom-right
+};
+
+inline Quad8 quad8(__m256 t0, __m256 t1, __m256 u0, __m256 u1) {
+  return {_mm256_shuffle_ps(t0, t1, 0x88), _mm256_shuffle_ps(t0, t1, 0xDD), _mm256_shuffle_ps(u0, u1, 0x88),
+          _mm256_shuffle_ps(u0, u1, 0xDD)};
+}
+inline Quad8 load_quad8(const float* r0, const float* r1) {
+  return quad8(_mm256_loadu_ps(r0), _mm256_loadu_ps(r0 + 8), _mm256_loadu_ps(r1), _mm256_loadu_ps(r1 + 8));
+}
+// Lanes [0, k) set (k may be <= 0 or >= 8).
+inline __m256i first_lanes(int k) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+// n < 8 windows (2n columns); the other lanes read as 0.
+inline Quad8 load_quad8_n(const float* r0, const float* r1, int n) {
+  const __m256i lo = first_lanes(2 * n), hi = first_lanes(2 * n - 8);
+  return quad8(_mm256_maskload_ps(r0, lo), _mm256_maskload_ps(r0 + 8, hi), _mm256_maskload_ps(r1, lo),
+               _mm256_maskload_ps(r1 + 8, hi));
+}
+inline __m256 swap_mid64(__m256 v) {
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8));
+}
+// All-ones lanes where v replaces the running maximum m.
+inline __m256 replaces8(__m256 v, __m256 m) {
+  return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+// Window maxima, natural order.
+inline __m256 max8(const Quad8& q) {
+  __m256 m = q.a;
+  m = _mm256_blendv_ps(m, q.b, replaces8(q.b, m));
+  m = _mm256_blendv_ps(m, q.c, replaces8(q.c, m));
+  m = _mm256_blendv_ps(m, q.e, replaces8(q.e, m));
+  return swap_mid64(m);
+}
+// Gradients of 8 windows (gv in natural order) written to both rows: 16
+// columns each from d0 / d1.
+inline void scatter8(const Quad8& q, __m256 gv, float* d0, float* d1) {
+  __m256 m = q.a;
+  const __m256 tb = replaces8(q.b, m);
+  m = _mm256_blendv_ps(m, q.b, tb);
+  const __m256 tc = replaces8(q.c, m);
+  m = _mm256_blendv_ps(m, q.c, tc);
+  const __m256 te = replaces8(q.e, m);
+  // The last replacement wins: e, else c, else b, else a.
+  __m256 r = swap_mid64(gv);
+  const __m256 ge = _mm256_and_ps(te, r);
+  r = _mm256_andnot_ps(te, r);
+  const __m256 gc = _mm256_and_ps(tc, r);
+  r = _mm256_andnot_ps(tc, r);
+  const __m256 gb = _mm256_and_ps(tb, r), ga = _mm256_andnot_ps(tb, r);
+  _mm256_storeu_ps(d0, _mm256_unpacklo_ps(ga, gb));
+  _mm256_storeu_ps(d0 + 8, _mm256_unpackhi_ps(ga, gb));
+  _mm256_storeu_ps(d1, _mm256_unpacklo_ps(gc, ge));
+  _mm256_storeu_ps(d1 + 8, _mm256_unpackhi_ps(gc, ge));
+}
+#endif
+
 void pool2_plane(float* out, const float* in, int H, int W) {
   const int OH = H / 2, OW = W / 2;
   for (int oh = 0; oh < OH; ++oh) {
@@ -66,6 +139,25 @@ void pool2_plane(float* out, const float* in, int H, int W) {
       m = _mm512_mask_mov_ps(m, replaces_v(q.c, m), q.c);
       m = _mm512_mask_mov_ps(m, replaces_v(q.e, m), q.e);
       _mm512_mask_storeu_ps(o + ow, (__mmask16)((1u << n) - 1), m);
+    }
+#elif defined(ENCSEC_POOL_AVX2)
+    if (OW >= 8) {
+      for (; ow + 8 <= OW; ow += 8) _mm256_storeu_ps(o + ow, max8(load_quad8(r0 + 2 * ow, r1 + 2 * ow)));
+      if (ow < OW) {  // the last 8 windows again
+        ow = OW - 8;
+        _mm256_storeu_ps(o + ow, max8(load_quad8(r0 + 2 * ow, r1 + 2 * ow)));
+        ow = OW;
+      }
+    } else if (OW > 0) {
+      const __m256 m = max8(load_quad8_n(r0, r1, OW));
+      if ((int64_t)oh * OW + 8 <= (int64_t)OH * OW) {
+        _mm256_storeu_ps(o, m);  // lanes OW.. land on later rows' outputs, written after
+      } else {
+        alignas(32) float t[8];
+        _mm256_store_ps(t, m);
+        for (int i = 0; i < OW; ++i) o[i] = t[i];
+      }
+      ow = OW;
     }
 #endif
     for (; ow < OW; ++ow) {
@@ -113,6 +205,30 @@ void pool2_backward_plane(float* d, const float* g, const float* in, int H, int 
       _mm512_mask_storeu_ps(d0 + 2 * ow + 16, shi, _mm512_permutex2var_ps(ga, hi_idx, gb));
       _mm512_mask_storeu_ps(d1 + 2 * ow, slo, _mm512_permutex2var_ps(gc, lo_idx, ge));
       _mm512_mask_storeu_ps(d1 + 2 * ow + 16, shi, _mm512_permutex2var_ps(gc, hi_idx, ge));
+    }
+#elif defined(ENCSEC_POOL_AVX2)
+    if (OW >= 8) {
+      for (; ow + 8 <= OW; ow += 8)
+        scatter8(load_quad8(r0 + 2 * ow, r1 + 2 * ow), _mm256_loadu_ps(go + ow), d0 + 2 * ow, d1 + 2 * ow);
+      if (ow < OW) {  // the last 8 windows again
+        ow = OW - 8;
+        scatter8(load_quad8(r0 + 2 * ow, r1 + 2 * ow), _mm256_loadu_ps(go + ow), d0 + 2 * ow, d1 + 2 * ow);
+        ow = OW;
+      }
+    } else if (OW > 0) {
+      // Spare lanes (gradient 0) hold zeros; while in the plane they land on
+      // d0's odd column and later rows, all written after this store.
+      const Quad8 q = load_quad8_n(r0, r1, OW);
+      const __m256 gv = _mm256_maskload_ps(go, first_lanes(OW));
+      if ((int64_t)(2 * oh + 1) * W + 16 <= (int64_t)H * W) {
+        scatter8(q, gv, d0, d1);
+      } else {
+        alignas(32) float t0[16], t1[16];
+        scatter8(q, gv, t0, t1);
+        for (int i = 0; i < 2 * OW; ++i) d0[i] = t0[i];
+        for (int i = 0; i < 2 * OW; ++i) d1[i] = t1[i];
+      }
+      ow = OW;
     }
 #endif
     for (; ow < OW; ++ow) {

@@ -66,6 +66,22 @@ inline float hsum(__m512 v) {
   for (int i = 0; i < 16; ++i) s += t[i];
   return s;
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+inline float hsum(__m256 v) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  float s = 0.0f;
+  for (int i = 0; i < 8; ++i) s += t[i];
+  return s;
+}
+// The AVX-512 path's 8-lane double sum, from its two 4-lane halves (same
+// tree: the two ISAs give bit-identical sums).
+inline double hsum_halves(__m256d lo, __m256d hi) {
+  alignas(32) double t[8];
+  _mm256_store_pd(t, lo);
+  _mm256_store_pd(t + 4, hi);
+  return ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+}
 #endif
 
 // s += sum(x[0..n)), ss += sum(x^2), in double.
@@ -84,6 +100,24 @@ inline void add_sum_sumsq(const float* x, int64_t n, double& s, double& ss) {
   }
   double ts = hsum(_mm512_add_pd(a0, a1));
   double tss = hsum(_mm512_add_pd(q0, q1));
+#elif defined(__AVX2__) && defined(__FMA__)
+  // Lanes as in the AVX-512 path (a0 = x[i..i+8), a1 = x[i+8..i+16), each
+  // as two 4-lane halves), so both ISAs sum in the same order.
+  __m256d a0l = _mm256_setzero_pd(), a0h = a0l, a1l = a0l, a1h = a0l, q0l = a0l, q0h = a0l, q1l = a0l, q1h = a0l;
+  for (; i + 16 <= n; i += 16) {
+    const __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+    const __m256d v2 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)), v3 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12));
+    a0l = _mm256_add_pd(a0l, v0);
+    a0h = _mm256_add_pd(a0h, v1);
+    a1l = _mm256_add_pd(a1l, v2);
+    a1h = _mm256_add_pd(a1h, v3);
+    q0l = _mm256_fmadd_pd(v0, v0, q0l);
+    q0h = _mm256_fmadd_pd(v1, v1, q0h);
+    q1l = _mm256_fmadd_pd(v2, v2, q1l);
+    q1h = _mm256_fmadd_pd(v3, v3, q1h);
+  }
+  double ts = hsum_halves(_mm256_add_pd(a0l, a1l), _mm256_add_pd(a0h, a1h));
+  double tss = hsum_halves(_mm256_add_pd(q0l, q1l), _mm256_add_pd(q0h, q1h));
 #else
   double ts = 0, tss = 0;
 #endif
@@ -106,6 +140,15 @@ inline void add_sum(const float* x, int64_t n, double& s) {
     a1 = _mm512_add_pd(a1, _mm512_maskz_cvtps_pd((__mmask8)0xFF, _mm256_loadu_ps(x + i + 8)));
   }
   double t = hsum(_mm512_add_pd(a0, a1));
+#elif defined(__AVX2__) && defined(__FMA__)
+  __m256d a0l = _mm256_setzero_pd(), a0h = a0l, a1l = a0l, a1h = a0l;
+  for (; i + 16 <= n; i += 16) {
+    a0l = _mm256_add_pd(a0l, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+    a0h = _mm256_add_pd(a0h, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)));
+    a1l = _mm256_add_pd(a1l, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)));
+    a1h = _mm256_add_pd(a1h, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12)));
+  }
+  double t = hsum_halves(_mm256_add_pd(a0l, a1l), _mm256_add_pd(a0h, a1h));
 #else
   double t = 0;
 #endif

@@ -571,7 +571,10 @@ void case_maxpool2d(Run& r) {
     int N, C, H, W, k;
   };
   // Odd sizes (floor: the last row/column is outside every window), k = 1..3, batch 1.
-  const Case cases[] = {{2, 3, 7, 9, 2}, {1, 2, 8, 8, 2}, {3, 1, 10, 11, 3}, {1, 1, 5, 5, 1}, {2, 4, 2, 3, 2}};
+  const Case cases[] = {{2, 3, 7, 9, 2}, {1, 2, 8, 8, 2}, {3, 1, 10, 11, 3}, {1, 1, 5, 5, 1}, {2, 4, 2, 3, 2},
+                        // Vector steps and their tails: 14 windows a row (a whole step, then the last 8
+                        // again), 7 (short rows), 18 with an odd row and column, 2 (planes under a step).
+                        {2, 3, 28, 28, 2}, {1, 2, 14, 14, 2}, {1, 2, 9, 37, 2}, {2, 2, 3, 5, 2}};
   uint32_t seed = 700;
   for (const Case& c : cases) {
     const int OH = c.H / c.k, OW = c.W / c.k;
@@ -580,6 +583,9 @@ void case_maxpool2d(Run& r) {
     Vec x = ties(nx, ++seed, 4), g = rnd(no, ++seed);
     // NaN wins its window (the last one when several): two in the first window.
     if (c.k >= 2) x[0] = x[1] = kNaN;
+    // The wider planes: NaNs in every corner position and vector lane too.
+    if (c.k >= 2 && c.W >= 14)
+      for (size_t i = 13; i < nx; i += 29) x[i] = kNaN;
     // Garbage in dinp: it must be fully overwritten.
     BF d_x(r.be, x), d_g(r.be, g), d_out(r.be, no), d_dx(r.be, Vec(nx, kNaN));
     const std::string label = dims({c.N, c.C, c.H, c.W}) + " k" + std::to_string(c.k);

@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/gemm_internal.h"
 #include "cpu/kernels.h"
 #include "cpu/naive.h"
 #include "harness.h"
@@ -718,4 +719,33 @@ ENCSEC_TEST(misc_round) {
       ok &= std::fabs(static_cast<double>(r1[i]) - v[i]) <= half + 1e-7 * std::fabs(v[i]);
     CHECK(ok);
   }
+}
+
+// gemm::transpose_copy (packing of A/B panels, NHWC copies in the conv
+// weight gradient): exact values against the index rule, and nothing written
+// outside [dst, dst + cols * ldd) nor into the gaps past `rows` when ldd >
+// rows. Covers the AVX2 path for fewer than 8 rows into a contiguous
+// destination (its full-vector stores spill into later columns' slots).
+ENCSEC_TEST(misc_transpose_copy_exact_and_in_bounds) {
+  const float guard = -12345.0f;
+  for (int rows = 1; rows <= 13; ++rows)
+    for (int cols : {1, 2, 7, 8, 9, 15, 16, 17, 31}) {
+      for (int extra : {0, 1, 3}) {
+        const int64_t lds = cols + 2, ldd = rows + extra;
+        Vec src = random_vector((int64_t)rows * lds, 4000 + rows * 37 + cols);
+        const int64_t margin = 16;
+        Vec buf((size_t)(cols * ldd + 2 * margin), guard);
+        float* dst = buf.data() + margin;
+        encsec::gemm::transpose_copy(dst, ldd, src.data(), lds, rows, cols);
+        bool ok = true;
+        for (int64_t i = 0; i < (int64_t)buf.size(); ++i) {
+          const int64_t o = i - margin;
+          const bool inside = o >= 0 && o < cols * ldd && o % ldd < rows;
+          const float want = inside ? src[(o % ldd) * lds + o / ldd] : guard;
+          if (buf[i] != want) ok = false;
+        }
+        if (!ok) std::printf("  transpose_copy rows %d cols %d ldd %lld: wrong\n", rows, cols, (long long)ldd);
+        CHECK(ok);
+      }
+    }
 }

@@ -74,7 +74,7 @@ t.test('a quick filtered run writes results and a report', async (t) => {
       t.match(row.peer, { skipped: /no Python with PyTorch found/ }, 'peer row skipped with the reason');
     }
   }
-  t.equal(r.targets.length, 6, 'every target is listed');
+  t.equal(r.targets.length, 8, 'every target is listed');
   t.ok(r.targets.every((x) => x.met === null), 'targets are not judged on quick shapes');
   t.equal(r.meta.peak, null, 'no peak with --no-native');
 
@@ -179,10 +179,19 @@ t.test('targets are judged from the figures', async (t) => {
   const targets = evaluateTargets(rows, meta);
   t.same(
     targets.map((x) => x.met),
-    [true, false, true, false, true, true],
+    [true, false, true, false, true, true, false, true],
   );
   t.match(targets[3].measured, /worst 70\.0% \(conv2d\.bwd\.resnet18\.layer3\); 9 of 10 rows/);
-  t.same(evaluateTargets(rows, { ...meta, quick: true }).map((x) => x.met), [null, null, null, null, null, null], 'quick runs are not judged');
+  // Every end-to-end row against 1.2x: 1.3x, 1.2x and 1.0x -> the resnet step misses.
+  t.match(targets[6].measured, /worst 1\.00× \(e2e\.simclr-step\.resnet18-cifar\); 2 of 3 rows ≥ 1\.20×; below: e2e\.simclr-step\.resnet18-cifar 1\.00×/);
+  // The step's conv work: 256 x 2 x 217.7 MFLOP in 10 ms against a 100 GFLOP/s peak.
+  const stepRow = rows.find((r) => r.id === 'e2e.simclr-step.cnn-small')!;
+  // By hand: forward 2·OC·OH·OW·C·9 = 451,584 + 28,901,376 + 28,901,376 + 14,450,688; training 3 × forward − conv1's.
+  t.equal(stepRow.convFlops, 256 * 2 * 217_663_488, 'the step counts two views of 217.7 MFLOP');
+  t.match(targets[7].measured, /^11144\.4% \(11144\.4 conv GFLOP\/s of 100\.0\)/);
+  const slow = rows.map((r) => (r.id === 'e2e.simclr-step.cnn-small' ? { ...r, encsec: ms(1394, 1) } : r));
+  t.equal(evaluateTargets(slow, meta)[7].met, false, 'the same work in 1394 ms is 79.9% of the peak: missed');
+  t.same(evaluateTargets(rows, { ...meta, quick: true }).map((x) => x.met), [null, null, null, null, null, null, null, null], 'quick runs are not judged');
 
   const md = renderMarkdown({
     meta: {
@@ -227,7 +236,7 @@ t.test('targets are judged from the figures', async (t) => {
   t.equal(merged.rows.length, rows.length, 'no row added or lost');
   t.equal(merged.rows.find((r) => r.group === 'memory')!.memory!.encsec, fresh.rows[0].memory!.encsec, 'the re-measured row replaces the old one');
   t.equal(merged.rows.find((r) => r.id === 'e2e.inference.cnn-small'), rows.find((r) => r.id === 'e2e.inference.cnn-small'), 'other rows are kept');
-  t.same(merged.targets.map((x) => x.met), [true, false, true, false, true, false], 'targets judged again: 1600 MB misses the memory target');
+  t.same(merged.targets.map((x) => x.met), [true, false, true, false, true, false, false, true], 'targets judged again: 1600 MB misses the memory target');
   t.same(merged.meta.updates, [{ date: '2000-01-02T00:00:00.000Z', command: 'npm run bench -- --filter memory', rows: ['memory.rss.cnn-small-step'] }]);
   t.same(merged.meta.warnings, ['(2000-01-02 update) busy']);
   t.equal(merged.meta.peak, meta.peak, "the base run's machine facts stay");
