@@ -217,8 +217,15 @@ export function evaluateTargets(rows: RowResult[], meta: RunMeta): Target[] {
   // Issue #18: the jobs users wait for, against the tuned (jemalloc) peer of
   // the same run, and the training step's share of the machine's limit.
   {
+    // Against the faster of the two peer runs: on some machines PyTorch is
+    // faster on glibc's malloc than on jemalloc, and a target met only against
+    // the slower configuration would not be met against PyTorch.
     const rowsE2e = rows.filter((r) => r.group === 'e2e' || r.group === 'job');
-    const ratios = rowsE2e.map((r) => ({ r, x: speedRatio(r.encsec, r.peer) }));
+    const bestRatio = (r: RowResult) => {
+      const a = speedRatio(r.encsec, r.peer), b = speedRatio(r.encsec, r.peerGlibc);
+      return a === null ? b : b === null ? a : Math.min(a, b);
+    };
+    const ratios = rowsE2e.map((r) => ({ r, x: bestRatio(r) }));
     let measuredText: string;
     let met: boolean | null = null;
     if (rowsE2e.length === 0) measuredText = 'not measured (no end-to-end or job rows run)';
@@ -230,7 +237,7 @@ export function evaluateTargets(rows: RowResult[], meta: RunMeta): Target[] {
       if (fails.length) measuredText += `; below: ${fails.map((x) => `${x.r.id} ${fmtX(x.x as number)}`).join(', ')}`;
       met = meta.quick ? null : fails.length === 0;
     }
-    targets.push({ name: 'End-to-end and real-job rows (steps, inference, pre-training epoch, steals, probe)', required: '≥ 1.20× tuned PyTorch, every row', measured: measuredText + (met === null && rowsE2e.length && quick ? quick : ''), met });
+    targets.push({ name: 'End-to-end and real-job rows (steps, inference, pre-training epoch, steals, probe)', required: '≥ 1.20× PyTorch, every row, against the faster of its jemalloc and glibc runs', measured: measuredText + (met === null && rowsE2e.length && quick ? quick : ''), met });
   }
   {
     const r = byId.get('e2e.simclr-step.cnn-small');

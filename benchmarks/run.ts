@@ -731,7 +731,8 @@ export async function main(argv: readonly string[], log: (s: string) => void = (
  * itself first) and the newest HTTP server load run of each machine type.
  */
 export function renderStored(dir: string, warn: (s: string) => void = () => {}): string {
-  const runs = latestPerMachine(readResultsDir(dir, warn));
+  // Targets are derived from the rows: judged again with the current rules.
+  const runs = latestPerMachine(readResultsDir(dir, warn)).map((r) => ({ ...r, targets: evaluateTargets(r.rows, r.meta) }));
   if (runs.length === 0) throw new Error(`no complete results in ${dir} to render (a complete run writes one: npm run bench)`);
   return renderMarkdown(runs[0], runs.slice(1), readServerResultsDir(dir, warn));
 }
