@@ -36,6 +36,7 @@
 #include "../threadpool.h"
 #include "kernels.h"
 #include "nn_internal.h"
+#include "vec.h"
 
 namespace encsec {
 namespace nn {
@@ -54,20 +55,7 @@ constexpr int kVL = 16;  // lanes of one vector register
 #elif defined(__AVX2__) && defined(__FMA__)
 #define ENCSEC_CONV_VLOADS 1
 constexpr int kVL = 8;
-// Lane masks of _mm256_maskload_ps (sign bit of each 32-bit lane) for every
-// 8-bit mask. AVX2 has no mask registers; a table load is cheaper than
-// building the vector from the bits in the inner loops.
-struct LaneMasks8 {
-  alignas(32) int32_t m[256][8];
-  LaneMasks8() {
-    for (int b = 0; b < 256; ++b)
-      for (int l = 0; l < 8; ++l) m[b][l] = (b >> l) & 1 ? -1 : 0;
-  }
-};
-const LaneMasks8 kLaneMasks8;
-inline __m256i lane_mask8(uint32_t bits) {
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(kLaneMasks8.m[bits & 0xFF]));
-}
+using vec::lane_mask8;
 #endif
 #if defined(ENCSEC_CONV_VLOADS)
 // Vector registers per NR-wide panel row (48 / 16 or 16 / 8).
@@ -892,7 +880,7 @@ void dw_group_small(float* dW, bool& first, const float* dg, const float* inp, i
         for (int i = 0; i < 4; ++i)
           for (int j = 0; j < 3; ++j) acc[i][j] = _mm256_setzero_ps();
         for (int p = 0; p < P; p += 8) {
-          const __m256i m = lane_mask8(P - p >= 8 ? 0xFFu : (1u << (P - p)) - 1);
+          const __m256i m = vec::first_lanes8(P - p);
           const __m256 b0 = _mm256_load_ps(b[0] + p), b1 = _mm256_load_ps(b[1] + p), b2 = _mm256_load_ps(b[2] + p);
           for (int i = 0; i < 4; ++i) {
             const __m256 av = _mm256_maskload_ps(a[i] + p, m);

@@ -25,6 +25,14 @@
 namespace encsec {
 namespace {
 
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+// dy = out > 0 ? dout : 0 for the 8 floats at i (the ReLU mask of both vector paths).
+inline __m256 masked_dy8(const float* dout, const float* out, int64_t i) {
+  return _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(out + i), _mm256_setzero_ps(), _CMP_GT_OQ),
+                       _mm256_loadu_ps(dout + i));
+}
+#endif
+
 // s += sum(dy), sxy += sum(dy * (x - mean)) with dy = out > 0 ? dout : 0, in double.
 void add_masked_dy_dyx(const float* dout, const float* out, const float* x, float mean, int64_t n, double& s,
                        double& sxy) {
@@ -32,12 +40,9 @@ void add_masked_dy_dyx(const float* dout, const float* out, const float* x, floa
 #if defined(__AVX512F__)
   __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(),
           b1 = _mm512_setzero_pd();
-  const __m256 vm = _mm256_set1_ps(mean), zero = _mm256_setzero_ps();
+  const __m256 vm = _mm256_set1_ps(mean);
   for (; i + 16 <= n; i += 16) {
-    const __m256 dy0 = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(out + i), zero, _CMP_GT_OQ),
-                                     _mm256_loadu_ps(dout + i));
-    const __m256 dy1 = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(out + i + 8), zero, _CMP_GT_OQ),
-                                     _mm256_loadu_ps(dout + i + 8));
+    const __m256 dy0 = masked_dy8(dout, out, i), dy1 = masked_dy8(dout, out, i + 8);
     const __m512d dlo = _mm512_maskz_cvtps_pd((__mmask8)0xFF, dy0);
     const __m512d dhi = _mm512_maskz_cvtps_pd((__mmask8)0xFF, dy1);
     const __m512d xlo = _mm512_maskz_cvtps_pd((__mmask8)0xFF, _mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
@@ -54,12 +59,9 @@ void add_masked_dy_dyx(const float* dout, const float* out, const float* x, floa
   // tree: both ISAs give bit-identical sums. The products of two floats are
   // exact in double, so fmadd and the scalar multiply-add agree too.
   __m256d a0l = _mm256_setzero_pd(), a0h = a0l, a1l = a0l, a1h = a0l, b0l = a0l, b0h = a0l, b1l = a0l, b1h = a0l;
-  const __m256 vm = _mm256_set1_ps(mean), zero = _mm256_setzero_ps();
+  const __m256 vm = _mm256_set1_ps(mean);
   for (; i + 16 <= n; i += 16) {
-    const __m256 dy0 = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(out + i), zero, _CMP_GT_OQ),
-                                     _mm256_loadu_ps(dout + i));
-    const __m256 dy1 = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(out + i + 8), zero, _CMP_GT_OQ),
-                                     _mm256_loadu_ps(dout + i + 8));
+    const __m256 dy0 = masked_dy8(dout, out, i), dy1 = masked_dy8(dout, out, i + 8);
     const __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), x1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
     const __m256d d0l = _mm256_cvtps_pd(_mm256_castps256_ps128(dy0));
     const __m256d d0h = _mm256_cvtps_pd(_mm256_extractf128_ps(dy0, 1));

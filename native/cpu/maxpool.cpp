@@ -17,6 +17,7 @@
 
 #include "../threadpool.h"
 #include "kernels.h"
+#include "vec.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -75,13 +76,10 @@ inline Quad8 quad8(__m256 t0, __m256 t1, __m256 u0, __m256 u1) {
 inline Quad8 load_quad8(const float* r0, const float* r1) {
   return quad8(_mm256_loadu_ps(r0), _mm256_loadu_ps(r0 + 8), _mm256_loadu_ps(r1), _mm256_loadu_ps(r1 + 8));
 }
-// Lanes [0, k) set (k may be <= 0 or >= 8).
-inline __m256i first_lanes(int k) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
+using vec::first_lanes8;
 // n < 8 windows (2n columns); the other lanes read as 0.
 inline Quad8 load_quad8_n(const float* r0, const float* r1, int n) {
-  const __m256i lo = first_lanes(2 * n), hi = first_lanes(2 * n - 8);
+  const __m256i lo = first_lanes8(2 * n), hi = first_lanes8(2 * n - 8);
   return quad8(_mm256_maskload_ps(r0, lo), _mm256_maskload_ps(r0 + 8, hi), _mm256_maskload_ps(r1, lo),
                _mm256_maskload_ps(r1 + 8, hi));
 }
@@ -219,7 +217,7 @@ void pool2_backward_plane(float* d, const float* g, const float* in, int H, int 
       // Spare lanes (gradient 0) hold zeros; while in the plane they land on
       // d0's odd column and later rows, all written after this store.
       const Quad8 q = load_quad8_n(r0, r1, OW);
-      const __m256 gv = _mm256_maskload_ps(go, first_lanes(OW));
+      const __m256 gv = _mm256_maskload_ps(go, first_lanes8(OW));
       if ((int64_t)(2 * oh + 1) * W + 16 <= (int64_t)H * W) {
         scatter8(q, gv, d0, d1);
       } else {

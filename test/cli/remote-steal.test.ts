@@ -17,6 +17,7 @@ import { USAGE_EXIT_CODE } from '../../lib/cli/args';
 import { API_KEY_ENV } from '../../lib/cli/remote';
 import { sameValues } from '../helpers';
 import { runMain } from './run-main';
+import { charged as chargedOn, withKey } from './remote-helpers';
 import type { Running } from '../server/fixture';
 
 process.env.ENCSEC_CACHE = process.env.ENCSEC_CACHE ?? path.join(os.tmpdir(), 'encsec-test-cache');
@@ -48,23 +49,10 @@ t.teardown(async () => {
   s.encoder.dispose();
 });
 
-/** Runs the CLI with $ENCSEC_API_KEY set to `key` (unset for null). */
-async function withKey(key: string | null, argv: string[]) {
-  if (key === null) delete process.env[API_KEY_ENV];
-  else process.env[API_KEY_ENV] = key;
-  try {
-    return await runMain(argv);
-  } finally {
-    delete process.env[API_KEY_ENV];
-  }
-}
+
+const charged = (id: string) => chargedOn(s, id);
 
 const tiny = ['--method', 'mse', '--budget', '16', '--seed', '3', '--epochs', '1', '--batch', '8', '--limit', '40', '--probe-epochs', '5', '--progress', 'silent'];
-/** Images the server charged and audited for a key id. */
-const charged = async (id: string) => ({
-  used: await s.server.store.used(id),
-  audited: s.server.audit.rows().filter((r) => r.keyId === id).reduce((n, r) => n + r.images, 0),
-});
 
 t.test('steal --target URL --reference FILE equals the in-process steal of FILE, spending exactly the budget', async (t) => {
   const { key, record } = s.server.keys.add({ budget: 100, label: 'attacker' });

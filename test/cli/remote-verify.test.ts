@@ -18,6 +18,7 @@ import { createKey, disposeKey, saveKey } from '../../lib/watermark/sslguard';
 import { disposeAuthKey, makeAuthKey, saveAuthKey } from '../../lib/watermark/sslauth';
 import { startServer, type Running } from '../server/fixture';
 import { runMain } from './run-main';
+import { charged as chargedOn, withKey } from './remote-helpers';
 
 const cacheDir = process.env.ENCSEC_CACHE ?? path.join(os.tmpdir(), 'encsec-test-cache');
 process.env.ENCSEC_CACHE = cacheDir;
@@ -51,20 +52,9 @@ t.teardown(async () => {
   s.encoder.dispose();
 });
 
-async function withKey(key: string | null, argv: string[]) {
-  if (key === null) delete process.env[API_KEY_ENV];
-  else process.env[API_KEY_ENV] = key;
-  try {
-    return await runMain(argv);
-  } finally {
-    delete process.env[API_KEY_ENV];
-  }
-}
 
-const charged = async (id: string) => ({
-  used: await s.server.store.used(id),
-  audited: s.server.audit.rows().filter((r) => r.keyId === id).reduce((n, r) => n + r.images, 0),
-});
+
+const charged = (id: string) => chargedOn(s, id);
 
 const pick = (o: Record<string, unknown>, keys: string[]) => Object.fromEntries(keys.map((k) => [k, o[k]]));
 
