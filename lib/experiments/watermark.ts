@@ -142,6 +142,11 @@ export class InputNoiseSource implements EmbeddingSource {
   }
 }
 
+/** The rows grouped by role, the null rows first, each group in run order (rows run in priority order, not report order). */
+function byRole(cells: WatermarkRow[]): WatermarkRow[] {
+  return [...cells.filter((c) => c.role === 'null'), ...cells.filter((c) => c.role !== 'null')];
+}
+
 /** The null model of the rows present: pooled hits of the null rows. */
 export function nullModelOf(r: WatermarkResults): { hits: number; trials: number; sources: string[] } {
   const rows = r.cells.filter((c) => c.role === 'null');
@@ -164,7 +169,7 @@ export function watermarkResultsMarkdown(r: WatermarkResults): string {
     lines.push('No null rows yet: no verdicts.', '');
   }
   const headers = ['encoder', 'role', 'WR', 'hits', 'p-value', 'verdict', ...tasks.map((t) => `${t} probe`), 'seconds'];
-  const rows = r.cells.map((c) => {
+  const rows = byRole(r.cells).map((c) => {
     const v = nm.trials > 0 ? ownershipVerdict(c.hits, c.n, nm, { alpha }) : null;
     return [
       c.label + (c.note ? ` (${c.note})` : ''),
@@ -189,11 +194,12 @@ export function watermarkCharts(r: WatermarkResults): Record<string, string> {
   // The smallest WR that verifies at this null rate: the verdict threshold on WR.
   let kMin = n + 1;
   if (nm.trials > 0) for (let k = 0; k <= n; k++) if (ownershipVerdict(k, n, nm, { alpha }).verdict === 'watermarked') { kMin = k; break; }
+  const cells = byRole(r.cells);
   const series = (['null', 'derived'] as const).map((role) => ({
     name: role === 'null' ? 'not derived from F_w' : 'derived from F_w',
     line: false,
-    points: r.cells.map((c, i) => [i + 1, c.wr] as const).filter((_, i) => r.cells[i].role === role),
-    labels: r.cells.filter((c) => c.role === role).map((c) => c.label),
+    points: cells.map((c, i) => [i + 1, c.wr] as const).filter((_, i) => cells[i].role === role),
+    labels: cells.filter((c) => c.role === role).map((c) => c.label),
   }));
   return {
     'wr.svg': renderLineChart({
@@ -317,7 +323,8 @@ export async function runWatermarkGrid(options: WatermarkGridOptions): Promise<W
     const cell = (id: string, fn: () => Promise<void>) => grid.run(id, has(id), fn);
 
     // ---- null rows
-    await cell('clean', async () => measure('clean', 'clean F', 'null', F, accuracyOf(F), Date.now()));
+    const cleanRow = () => cell('clean', async () => measure('clean', 'clean F', 'null', F, accuracyOf(F), Date.now()));
+    const independentRows = async () => {
     for (const s of indepSeeds) {
       await cell(`independent:${s}`, async () => {
         const t0 = Date.now();
@@ -338,6 +345,7 @@ export async function runWatermarkGrid(options: WatermarkGridOptions): Promise<W
         }
       });
     }
+    };
     const queryData = methods.length > 0 ? await loadQueryData(queryName, inC) : null;
     const stealRow = async (victim: Encoder, id: string, label: string, role: WatermarkRow['role'], method: StealMethod, budget: number, defense?: string) =>
       cell(id, async () => {
@@ -368,13 +376,20 @@ export async function runWatermarkGrid(options: WatermarkGridOptions): Promise<W
         grid.results.cells.push(row!);
         log(`${label}: WR ${pct(row!.wr, 1)}`);
       });
-    for (const m of methods) for (const q of budgets) await stealRow(F, `stolen-clean:${m}@${q}`, `stolen from F by ${m}, Q=${q}`, 'null', m, q);
-
     // ---- derived rows
-    await cell('fw', async () => measure('fw', 'F_w (watermarked)', 'derived', FW, accuracyOf(FW), Date.now() - embedSeconds * 1000, embedSeconds ? `embedding ${embedSeconds.toFixed(0)} s` : undefined));
-    for (const m of methods) for (const q of budgets) await stealRow(FW, `stolen-fw:${m}@${q}`, `stolen from F_w by ${m}, Q=${q}`, 'derived', m, q);
+    const fwRow = () => cell('fw', async () => measure('fw', 'F_w (watermarked)', 'derived', FW, accuracyOf(FW), Date.now() - embedSeconds * 1000, embedSeconds ? `embedding ${embedSeconds.toFixed(0)} s` : undefined));
     const qMax = budgets.length ? Math.max(...budgets) : 0;
-    if (methods.length) for (const d of defenses) await stealRow(FW, `defended:${d}`, `F_w stolen through ${d} (${defendedMethod}, Q=${qMax})`, 'derived', defendedMethod, qMax, d);
+    const stealRows = async () => {
+      // Largest budget first: the acceptance rests on the Q-max copies of F_w and of F.
+      for (const q of [...budgets].sort((a, b) => b - a)) {
+        for (const m of methods) await stealRow(FW, `stolen-fw:${m}@${q}`, `stolen from F_w by ${m}, Q=${q}`, 'derived', m, q);
+        for (const m of methods) await stealRow(F, `stolen-clean:${m}@${q}`, `stolen from F by ${m}, Q=${q}`, 'null', m, q);
+      }
+    };
+    const defendedRows = async () => {
+      if (methods.length) for (const d of defenses) await stealRow(FW, `defended:${d}`, `F_w stolen through ${d} (${defendedMethod}, Q=${qMax})`, 'derived', defendedMethod, qMax, d);
+    };
+    const pruneRows = async () => {
     for (const f of pruneFractions) {
       await cell(`prune:${f}`, async () => {
         const t0 = Date.now();
@@ -386,6 +401,8 @@ export async function runWatermarkGrid(options: WatermarkGridOptions): Promise<W
         }
       });
     }
+    };
+    const finetuneRow = async () => {
     if (finetuneEpochs > 0) {
       await cell(`finetune:${finetuneEpochs}`, async () => {
         const t0 = Date.now();
@@ -398,6 +415,8 @@ export async function runWatermarkGrid(options: WatermarkGridOptions): Promise<W
         }
       });
     }
+    };
+    const noiseRows = async () => {
     for (const s of outputNoise) {
       await cell(`output-noise:${s}`, async () =>
         measure(`output-noise:${s}`, `F_w with output noise σ=${s}`, 'derived', new EncoderService(FW, { defense: parseDefense(`noise:${s}`) }), null, Date.now(), 'a service: probe not measured'),
@@ -408,6 +427,8 @@ export async function runWatermarkGrid(options: WatermarkGridOptions): Promise<W
         measure(`input-noise:${s}`, `F_w with Gaussian input noise σ=${s} (normalised units)`, 'derived', new InputNoiseSource(FW, s, seed), null, Date.now(), 'a source: probe not measured'),
       );
     }
+    };
+    const overwriteRow = async () => {
     if (o.overwrite ?? true) {
       await cell('overwrite', async () => {
         const t0 = Date.now();
@@ -429,6 +450,19 @@ export async function runWatermarkGrid(options: WatermarkGridOptions): Promise<W
         }
       });
     }
+    };
+
+    // Run order: the rows the ownership decision rests on first (F_w, the clean F, the cheap transforms, the largest-budget steals),
+    // the hours-long ones (independent pre-trainings, fine-tuning, defended steals, a second embedding) last; the report groups rows by role.
+    await fwRow();
+    await cleanRow();
+    await pruneRows();
+    await noiseRows();
+    await stealRows();
+    await independentRows();
+    await finetuneRow();
+    await defendedRows();
+    await overwriteRow();
     grid.write();
     return { results: grid.results, files: grid.files, ran: grid.ran, skipped: grid.skipped };
   } finally {
